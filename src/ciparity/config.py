@@ -1,0 +1,198 @@
+"""The one configuration resolver.
+
+Order, later wins: built-in defaults, then `[tool.ciparity]` in pyproject.toml, then CIPARITY_*
+environment variables, then task flags. An unknown setting is an error, never ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ciparity.errors import ConfigError
+
+WORKSPACE_MODES = ("auto", "bind", "copy")
+OFFLINE_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting a task or service reads; built only by `load`."""
+
+    root: Path
+    python_version: str
+    package: str = ""
+    src_dirs: tuple[str, ...] = ("src",)
+    test_dirs: tuple[str, ...] = ("tests",)
+    image: str = "ciparity-ci:latest"
+    runner_image: str = "ciparity-runner:latest"
+    base_image: str = ""
+    workspace_mode: str = "auto"
+    env_allow: tuple[str, ...] = ()
+    offline: str = "auto"
+    host_python: str = ""
+    coverage_min: int = 85
+    test_timeout: int = 300
+    workers: str = "auto"
+    ca_bundle: str = ""
+    reports: str = "reports"
+    debug: bool = False
+    docker: str = "docker"
+    settings_source: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def reports_dir(self) -> Path:
+        path = Path(self.reports)
+        return path if path.is_absolute() else self.root / path
+
+    @property
+    def base(self) -> str:
+        return self.base_image or f"python:{self.python_version}-slim"
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return int(value)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if isinstance(value, bool):
+            text = "on" if value else "off"
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return parse
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ValueError(f"expected a string, got {value!r}")
+    return str(value)
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "package": _str,
+    "src_dirs": _names,
+    "test_dirs": _names,
+    "image": _str,
+    "runner_image": _str,
+    "base_image": _str,
+    "workspace_mode": _choice(WORKSPACE_MODES),
+    "env_allow": _names,
+    "offline": _choice(OFFLINE_MODES),
+    "host_python": _str,
+    "coverage_min": _int,
+    "test_timeout": _int,
+    "workers": _str,
+    "ca_bundle": _str,
+    "reports": _str,
+    "debug": _bool,
+    "docker": _str,
+}
+
+
+def env_name(key: str) -> str:
+    """The environment variable that sets `key`."""
+    return "CIPARITY_" + key.upper()
+
+
+def read_python_version(root: Path) -> str:
+    """The one Python version of the project, from .python-version."""
+    path = root / ".python-version"
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing: write the project's Python version (3.12) in it")
+    if not text or not all(part.isdigit() for part in text.split(".")):
+        raise ConfigError(f"{path}: expected a version such as 3.12, got {text!r}")
+    return text
+
+
+def _pyproject_table(root: Path) -> dict[str, Any]:
+    path = root / "pyproject.toml"
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    table = data.get("tool", {}).get("ciparity", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.ciparity] must be a table")
+    return {key.replace("-", "_"): value for key, value in table.items()}
+
+
+def load(
+    root: Path | str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Resolve the configuration for the checkout at `root` (default: the current directory)."""
+    root_path = Path(root or os.getcwd()).resolve()
+    environ = os.environ if environ is None else environ
+    layers: list[tuple[str, Mapping[str, Any]]] = [
+        ("pyproject.toml [tool.ciparity]", _pyproject_table(root_path)),
+        (
+            "environment",
+            {key: environ[env_name(key)] for key in PARSERS if env_name(key) in environ},
+        ),
+        ("task flag", {k: v for k, v in (overrides or {}).items() if v is not None}),
+    ]
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, layer in layers:
+        for key, raw in layer.items():
+            parser = PARSERS.get(key)
+            if parser is None:
+                known = ", ".join(sorted(PARSERS))
+                raise ConfigError(f"{source}: unknown setting {key!r} (known: {known})")
+            try:
+                values[key] = parser(raw)
+            except (TypeError, ValueError) as exc:
+                where = env_name(key) if source == "environment" else key
+                raise ConfigError(f"{source}: {where}: {exc}") from exc
+            sources[key] = source
+    config = Config(
+        root=root_path,
+        python_version=read_python_version(root_path),
+        settings_source=sources,
+        **values,
+    )
+    if not config.package:
+        config = dataclasses.replace(config, package=_guess_package(config))
+    return config
+
+
+def _guess_package(config: Config) -> str:
+    for src in config.src_dirs:
+        folder = config.root / src
+        if folder.is_dir():
+            for child in sorted(folder.iterdir()):
+                if (child / "__init__.py").exists():
+                    return child.name
+    return ""

@@ -1,0 +1,74 @@
+"""Output: progress lines, summary tables, and GitHub Actions' own language when running there."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a summary table: a check or job, its result and how long it took."""
+
+    name: str
+    result: str
+    seconds: float
+    detail: str = ""
+
+
+def in_github_actions(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return env.get("GITHUB_ACTIONS") == "true"
+
+
+def step(message: str, out: TextIO | None = None) -> None:
+    """A progress line for long work."""
+    stream = out or sys.stdout
+    print(f"==> {message}", file=stream, flush=True)
+
+
+def group_start(title: str, out: TextIO | None = None) -> None:
+    """Open a collapsible group in GitHub's log, a heading elsewhere."""
+    stream = out or sys.stdout
+    if in_github_actions():
+        print(f"::group::{title}", file=stream, flush=True)
+    else:
+        step(title, stream)
+
+
+def group_end(out: TextIO | None = None) -> None:
+    if in_github_actions():
+        print("::endgroup::", file=out or sys.stdout, flush=True)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table with columns padded to their widest cell."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def summary(title: str, rows: Sequence[Row], out: TextIO | None = None) -> None:
+    """Print the end-of-run table; inside GitHub Actions also append it to the job summary."""
+    headers = ("check", "result", "seconds")
+    cells = [(r.name, r.result, f"{r.seconds:.1f}") for r in rows]
+    print("\n" + format_table(headers, cells), file=out or sys.stdout, flush=True)
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path and in_github_actions():
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(f"### {title}\n\n" + markdown_table(headers, cells) + "\n")

@@ -1,0 +1,302 @@
+"""The container layer: the one place that turns "run this in that image on this checkout" into
+docker calls.
+
+A `Container` owns one container's whole life, as a context manager: `docker create` on entry,
+`docker rm -f` on exit whatever happened (success, failure, Ctrl-C, SIGTERM). The checkout reaches
+the container in one of two ways, chosen by `probe_workspace_mode`:
+
+- bind: the daemon sees the host path, so the checkout is bind-mounted read-only at the SAME path
+  (nested `docker run -v "$PWD":...` then means the same folder), with only the output folders
+  (reports/) writable;
+- copy: the daemon does not see the path (Docker-outside-of-Docker, a remote DOCKER_HOST, a job
+  container), so the checkout is streamed in with `docker cp` and the outputs streamed back out.
+
+The container runs as the invoking user's uid:gid, so everything it writes belongs to that user.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import tarfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from ciparity import proc
+from ciparity.errors import DockerError
+
+MANAGED = "ciparity.managed"
+ENV_PREFIXES = ("GITHUB_", "RUNNER_")
+ENV_NAMES = ("CI",)
+# Never copied into a container: version control, virtualenvs, caches and our own outputs.
+COPY_EXCLUDES = frozenset(
+    {".git", ".venv", "venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".cache", ".tox"}
+)
+
+
+def allowed_env(environ: Mapping[str, str], extra: Sequence[str] = ()) -> list[str]:
+    """Names of the host variables that may reach a container: CI, GITHUB_*, RUNNER_*, `extra`."""
+    names = [
+        name
+        for name in environ
+        if name in ENV_NAMES or name in extra or name.startswith(ENV_PREFIXES)
+    ]
+    return sorted(names)
+
+
+def docker_socket(environ: Mapping[str, str] | None = None) -> str | None:
+    """The host path of the daemon's unix socket, or None for a remote (tcp/ssh) daemon."""
+    env = os.environ if environ is None else environ
+    host = env.get("DOCKER_HOST", "")
+    if not host:
+        return "/var/run/docker.sock"
+    if host.startswith("unix://"):
+        return host[len("unix://") :]
+    return None
+
+
+def current_user() -> str:
+    """uid:gid of the invoking user, which every container runs as."""
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A host checkout as a container sees it: at the same absolute path, in bind or copy mode."""
+
+    host: Path
+    mode: str
+    outputs: tuple[str, ...] = ("reports",)
+    excludes: frozenset[str] = COPY_EXCLUDES
+
+    @property
+    def path(self) -> str:
+        return str(self.host)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything that defines one container run; `create_argv` turns it into docker flags."""
+
+    image: str
+    command: tuple[str, ...]
+    workspace: Workspace | None = None
+    user: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    pass_env: tuple[str, ...] = ()
+    socket: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    interactive: bool = False
+    name: str = ""
+    extra_args: tuple[str, ...] = ()
+
+    def with_name(self) -> Spec:
+        if self.name:
+            return self
+        fields = dict(self.__dict__)
+        fields["name"] = f"ciparity-{secrets.token_hex(6)}"
+        return Spec(**fields)
+
+
+def _flags(spec: Spec) -> list[str]:
+    flags = ["--init", "--label", f"{MANAGED}=1"]
+    for key, value in sorted(spec.labels.items()):
+        flags += ["--label", f"{key}={value}"]
+    if spec.user:
+        flags += ["--user", spec.user]
+    if spec.socket:
+        flags += ["-v", f"{spec.socket}:/var/run/docker.sock"]
+        try:
+            flags += ["--group-add", str(os.stat(spec.socket).st_gid)]
+        except OSError:
+            pass  # the socket is checked by doctor; the run reports its own error
+    ws = spec.workspace
+    if ws is not None:
+        if ws.mode == "bind":
+            flags += ["-v", f"{ws.path}:{ws.path}:ro"]
+            for out in ws.outputs:
+                flags += ["-v", f"{ws.host / out}:{ws.host / out}"]
+        flags += ["-w", ws.path]
+    for key, value in sorted(spec.env.items()):
+        flags += ["-e", f"{key}={value}"]
+    for name in spec.pass_env:
+        flags += ["-e", name]  # value read from the CLI's environment: never on a command line
+    if spec.interactive:
+        flags += ["-i", "-t"]
+    return flags + list(spec.extra_args)
+
+
+def create_argv(spec: Spec, docker: str = "docker") -> list[str]:
+    """The `docker create` command for `spec`."""
+    return [docker, "create", "--name", spec.name, *_flags(spec), spec.image, *spec.command]
+
+
+def run_argv(spec: Spec, docker: str = "docker") -> list[str]:
+    """The equivalent one-line `docker run`, for a person to paste (bind mode only)."""
+    return [docker, "run", "--rm", *_flags(spec), spec.image, *spec.command]
+
+
+def _tar_workspace(ws: Workspace, uid: int, gid: int) -> bytes:
+    """The checkout as a tar whose paths are absolute-minus-slash and owned by uid:gid."""
+    buffer = io.BytesIO()
+    skip_top = set(ws.outputs)
+    root = ws.host
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+
+        def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
+            return info
+
+        tar.add(root, arcname=ws.path.lstrip("/"), recursive=False, filter=owned)
+        for path in _walk(root, ws.excludes, skip_top):
+            arcname = ws.path.lstrip("/") + "/" + path.relative_to(root).as_posix()
+            tar.add(path, arcname=arcname, recursive=False, filter=owned)
+        for out in ws.outputs:
+            info = owned(tarfile.TarInfo(ws.path.lstrip("/") + "/" + out))
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+def _walk(root: Path, excludes: frozenset[str], skip_top: set[str]) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        top = here == root
+        dirnames[:] = sorted(
+            d for d in dirnames if d not in excludes and not (top and d in skip_top)
+        )
+        for name in dirnames:
+            yield here / name
+        for name in sorted(filenames):
+            yield here / name
+
+
+def _extract_owned(data: bytes, dest: Path) -> None:
+    """Unpack a `docker cp` tar into dest as the invoking user, refusing unsafe members."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        for member in tar.getmembers():
+            # The top entry is the copied folder itself; its contents go into dest.
+            parts = member.name.split("/", 1)
+            if len(parts) == 1:
+                continue
+            member.name = parts[1]
+            if member.issym() or member.islnk():
+                continue
+            tar.extract(member, dest, set_attrs=False, filter="data")
+            if member.isfile():
+                os.chmod(dest / member.name, 0o644)
+
+
+class Container:
+    """One container's life. Use as `with Container(spec) as c: c.copy_in(); c.start(); ...`."""
+
+    def __init__(self, spec: Spec, docker: str = "docker") -> None:
+        self.spec = spec.with_name()
+        self.docker = docker
+        self.created = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __enter__(self) -> Container:
+        try:
+            # Marked before the call: a signal during `docker create` must still remove it.
+            self.created = True
+            proc.run(create_argv(self.spec, self.docker), check=True)
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Force-remove the container and its anonymous volumes; safe to call twice."""
+        if self.created:
+            proc.run([self.docker, "rm", "-f", "-v", self.name])
+            self.created = False
+
+    def copy_in(self) -> None:
+        """Stream the workspace into the container (copy mode)."""
+        ws = self.spec.workspace
+        if ws is None or ws.mode != "copy":
+            return
+        uid, gid = _ids(self.spec.user)
+        data = _tar_workspace(ws, uid, gid)
+        result = proc.run([self.docker, "cp", "-a", "-", f"{self.name}:/"], input=data)
+        if not result.ok:
+            raise DockerError(
+                f"copying the workspace into the container failed: {proc.reason(result.stderr)}"
+            )
+
+    def start(self, tee: IO[str] | None = None) -> proc.Result:
+        """Run the container's command to its end, attached; returns its exit code and output."""
+        return proc.run([self.docker, "start", "-a", self.name], tee=tee)
+
+    def start_interactive(self) -> int:
+        return proc.run_interactive([self.docker, "start", "-a", "-i", self.name])
+
+    def copy_out(self) -> None:
+        """Stream the output folders back into the host checkout (copy mode)."""
+        ws = self.spec.workspace
+        if ws is None or ws.mode != "copy":
+            return
+        for out in ws.outputs:
+            result = proc.run([self.docker, "cp", f"{self.name}:{ws.path}/{out}", "-"])
+            if not result.ok:
+                raise DockerError(
+                    f"copying {out}/ out of the container failed: {proc.reason(result.stderr)}"
+                )
+            _extract_owned(result.raw, ws.host / out)
+
+
+def _ids(user: str | None) -> tuple[int, int]:
+    if not user:
+        return 0, 0
+    uid, _, gid = user.partition(":")
+    return int(uid), int(gid or uid)
+
+
+def run(spec: Spec, docker: str = "docker", tee: IO[str] | None = None) -> proc.Result:
+    """The whole life of a one-command container: create, copy in, run, copy out, remove."""
+    with Container(spec, docker) as container:
+        container.copy_in()
+        result = container.start(tee=tee)
+        container.copy_out()
+        return result
+
+
+def probe_workspace_mode(docker: str, image: str, workspace: Path, probe_dir: Path) -> str:
+    """'bind' if the daemon sees `probe_dir` at the same path as this process does, else 'copy'.
+
+    `probe_dir` is a folder the run may write (reports/), so the checkout itself is untouched.
+    """
+    if docker_socket() is None:
+        return "copy"
+    probe_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(8)
+    marker = probe_dir / f".ciparity-probe-{token}"
+    marker.write_text(token, encoding="utf-8")
+    try:
+        spec = Spec(
+            image=image,
+            command=("cat", f"/ciparity-probe/{marker.name}"),
+            extra_args=("-v", f"{probe_dir}:/ciparity-probe:ro"),
+            user=current_user(),
+        )
+        result = run(spec, docker)
+        return "bind" if result.ok and result.stdout.strip() == token else "copy"
+    finally:
+        marker.unlink(missing_ok=True)
