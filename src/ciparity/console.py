@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import IO
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,13 @@ def in_github_actions(environ: Mapping[str, str] | None = None) -> bool:
     return env.get("GITHUB_ACTIONS") == "true"
 
 
-def step(message: str, out: TextIO | None = None) -> None:
+def step(message: str, out: IO[str] | None = None) -> None:
     """A progress line for long work."""
     stream = out or sys.stdout
     print(f"==> {message}", file=stream, flush=True)
 
 
-def group_start(title: str, out: TextIO | None = None) -> None:
+def group_start(title: str, out: IO[str] | None = None) -> None:
     """Open a collapsible group in GitHub's log, a heading elsewhere."""
     stream = out or sys.stdout
     if in_github_actions():
@@ -39,7 +39,7 @@ def group_start(title: str, out: TextIO | None = None) -> None:
         step(title, stream)
 
 
-def group_end(out: TextIO | None = None) -> None:
+def group_end(out: IO[str] | None = None) -> None:
     if in_github_actions():
         print("::endgroup::", file=out or sys.stdout, flush=True)
 
@@ -63,7 +63,7 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     return "\n".join(lines) + "\n"
 
 
-def summary(title: str, rows: Sequence[Row], out: TextIO | None = None) -> None:
+def summary(title: str, rows: Sequence[Row], out: IO[str] | None = None) -> None:
     """Print the end-of-run table; inside GitHub Actions also append it to the job summary."""
     headers = ("check", "result", "seconds")
     cells = [(r.name, r.result, f"{r.seconds:.1f}") for r in rows]

@@ -70,7 +70,8 @@ class Workspace:
 
     host: Path
     mode: str
-    outputs: tuple[str, ...] = ("reports",)
+    # Absolute host folders the run may write (reports/): writable at the same path inside.
+    outputs: tuple[Path, ...] = ()
     excludes: frozenset[str] = COPY_EXCLUDES
 
     @property
@@ -119,7 +120,7 @@ def _flags(spec: Spec) -> list[str]:
         if ws.mode == "bind":
             flags += ["-v", f"{ws.path}:{ws.path}:ro"]
             for out in ws.outputs:
-                flags += ["-v", f"{ws.host / out}:{ws.host / out}"]
+                flags += ["-v", f"{out}:{out}"]
         flags += ["-w", ws.path]
     for key, value in sorted(spec.env.items()):
         flags += ["-e", f"{key}={value}"]
@@ -143,7 +144,7 @@ def run_argv(spec: Spec, docker: str = "docker") -> list[str]:
 def _tar_workspace(ws: Workspace, uid: int, gid: int) -> bytes:
     """The checkout as a tar whose paths are absolute-minus-slash and owned by uid:gid."""
     buffer = io.BytesIO()
-    skip_top = set(ws.outputs)
+    skip = set(ws.outputs)
     root = ws.host
     with tarfile.open(fileobj=buffer, mode="w") as tar:
 
@@ -152,30 +153,27 @@ def _tar_workspace(ws: Workspace, uid: int, gid: int) -> bytes:
             return info
 
         tar.add(root, arcname=ws.path.lstrip("/"), recursive=False, filter=owned)
-        for path in _walk(root, ws.excludes, skip_top):
+        for path in _walk(root, ws.excludes, skip):
             arcname = ws.path.lstrip("/") + "/" + path.relative_to(root).as_posix()
             tar.add(path, arcname=arcname, recursive=False, filter=owned)
         for out in ws.outputs:
-            info = owned(tarfile.TarInfo(ws.path.lstrip("/") + "/" + out))
+            info = owned(tarfile.TarInfo(str(out).lstrip("/")))
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             tar.addfile(info)
     return buffer.getvalue()
 
 
-def _walk(root: Path, excludes: frozenset[str], skip_top: set[str]) -> Iterator[Path]:
+def _walk(root: Path, excludes: frozenset[str], skip: set[Path]) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        top = here == root
-        dirnames[:] = sorted(
-            d for d in dirnames if d not in excludes and not (top and d in skip_top)
-        )
+        dirnames[:] = sorted(d for d in dirnames if d not in excludes and here / d not in skip)
         for name in dirnames:
             yield here / name
         for name in sorted(filenames):
             yield here / name
 
 
-def _extract_owned(data: bytes, dest: Path) -> None:
+def extract_owned(data: bytes, dest: Path) -> None:
     """Unpack a `docker cp` tar into dest as the invoking user, refusing unsafe members."""
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
@@ -300,3 +298,21 @@ def probe_workspace_mode(docker: str, image: str, workspace: Path, probe_dir: Pa
         return "bind" if result.ok and result.stdout.strip() == token else "copy"
     finally:
         marker.unlink(missing_ok=True)
+
+
+def remove_managed(docker: str = "docker") -> tuple[int, int, int]:
+    """Remove every container, volume and network labelled ciparity.managed=1 (after a crash)."""
+    counts = []
+    for listing, removal in (
+        (["ps", "-aq"], ["rm", "-f", "-v"]),
+        (["volume", "ls", "-q"], ["volume", "rm", "-f"]),
+        (["network", "ls", "-q"], ["network", "rm"]),
+    ):
+        found = proc.run([docker, *listing, "--filter", f"label={MANAGED}=1"])
+        if not found.ok:
+            raise DockerError(f"docker: {proc.reason(found.stderr)}")
+        ids = found.stdout.split()
+        if ids:
+            proc.run([docker, *removal, *ids], check=True)
+        counts.append(len(ids))
+    return counts[0], counts[1], counts[2]

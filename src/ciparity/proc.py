@@ -38,9 +38,7 @@ def quote(argv: Sequence[str]) -> str:
 
 def _missing(argv: Sequence[str]) -> CiparityError:
     if argv[0] == "docker":
-        return DockerError(
-            "the docker CLI is not on PATH: install Docker Engine or Docker Desktop"
-        )
+        return DockerError("the docker CLI is not on PATH: install Docker Engine or Docker Desktop")
     return CiparityError(f"{argv[0]} is not installed or not on PATH")
 
 

@@ -1,0 +1,99 @@
+"""`invoke ci --parallel`: the checks as compose services (docker/docker-compose.ci.yml) at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from datetime import datetime
+from typing import IO
+
+from ciparity import checks, container, proc
+from ciparity.config import Config
+from ciparity.console import Row
+from ciparity.errors import CiparityError, DockerError
+
+COMPOSE_FILE = "docker/docker-compose.ci.yml"
+
+
+def compose_env(config: Config, project: str, options: checks.Options) -> dict[str, str]:
+    """The variables the compose file reads."""
+    socket = container.docker_socket() or "/var/run/docker.sock"
+    try:
+        socket_gid = str(os.stat(socket).st_gid)
+    except OSError:
+        socket_gid = "0"
+    return {
+        **os.environ,
+        "CIPARITY_PROJECT": project,
+        "CIPARITY_IMAGE": config.image,
+        "CIPARITY_UID": str(os.getuid()),
+        "CIPARITY_GID": str(os.getgid()),
+        "CIPARITY_WORKSPACE": str(config.root),
+        "CIPARITY_DOCKER_SOCKET": socket,
+        "CIPARITY_DOCKER_GID": socket_gid,
+        "CIPARITY_MARKERS": options.markers,
+    }
+
+
+def _seconds(started: str, finished: str) -> float:
+    try:
+        start = datetime.fromisoformat(started[:26].rstrip("Z"))
+        end = datetime.fromisoformat(finished[:26].rstrip("Z"))
+    except ValueError:
+        return 0.0
+    return max((end - start).total_seconds(), 0.0)
+
+
+def parse_ps(text: str) -> dict[str, tuple[str, int]]:
+    """service -> (container name, exit code) from `compose ps -a --format json` (either form)."""
+    text = text.strip()
+    if not text:
+        return {}
+    items = json.loads(text) if text.startswith("[") else [json.loads(x) for x in text.splitlines()]
+    return {item["Service"]: (item["Name"], int(item.get("ExitCode", 0))) for item in items}
+
+
+def run_checks(
+    config: Config, mode: str, options: checks.Options, out: IO[str] | None = None
+) -> list[Row]:
+    """Run every check as a compose service at once; rows for the summary table."""
+    if mode != "bind":
+        raise CiparityError(
+            "ci --parallel needs a daemon that sees this checkout (bind mode);"
+            " run `invoke ci` without --parallel here"
+        )
+    project = f"ciparity-{secrets.token_hex(4)}"
+    env = compose_env(config, project, options)
+    base = [config.docker, "compose", "-f", str(config.root / COMPOSE_FILE), "-p", project]
+    stream = out or sys.stdout
+    try:
+        up = proc.run([*base, "up", "--no-color"], env=env, cwd=config.root, tee=stream)
+        ps = proc.run([*base, "ps", "-a", "--format", "json"], env=env, cwd=config.root)
+        if not ps.ok:
+            raise DockerError(f"docker compose ps failed: {proc.reason(ps.stderr)}")
+        states = parse_ps(ps.stdout)
+        missing = [name for name in checks.CHECKS if name not in states]
+        if missing:
+            raise DockerError(
+                f"docker compose up did not start {', '.join(missing)}: {proc.reason(up.stdout)}"
+            )
+        rows = [_row(config, name, *states[name]) for name in checks.CHECKS]
+        copied = proc.run([config.docker, "cp", f"{states['lint'][0]}:/reports", "-"])
+        if copied.ok:
+            container.extract_owned(copied.raw, config.reports_dir)
+        return rows
+    finally:
+        proc.run([*base, "down", "-v", "--remove-orphans"], env=env, cwd=config.root)
+
+
+def _row(config: Config, name: str, box: str, code: int) -> Row:
+    times = proc.run(
+        [config.docker, "inspect", "--format", "{{.State.StartedAt}} {{.State.FinishedAt}}", box]
+    )
+    parts = times.stdout.split()
+    seconds = _seconds(parts[0], parts[1]) if times.ok and len(parts) == 2 else 0.0
+    if code == 0:
+        return Row(name, "passed", seconds)
+    return Row(name, f"FAILED (exit {code})", seconds, str(code))

@@ -1,0 +1,278 @@
+"""Invoke tasks: thin functions that parse options and call the services.
+
+Another repository exposes all of them with `from ciparity.tasks import ns` in its tasks.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from ciparity import checks, console, container, hostsetup, images, proc
+from ciparity.config import Config, load
+from ciparity.errors import CiparityError, DockerError, Interrupted
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The nearest folder upwards holding .python-version (the checkout's root)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".python-version").exists():
+            return folder
+    return here
+
+
+def _config(**overrides: Any) -> Config:
+    return load(project_root(), overrides)
+
+
+def fatal_errors(body: F) -> F:
+    """Turn our errors and signals into one line on stderr and an exit code, never a traceback."""
+
+    @functools.wraps(body)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = os.environ.get("CIPARITY_DEBUG", "") not in ("", "0")
+        try:
+            with proc.signals_as_interrupt():
+                return body(*args, **kwargs)
+        except CiparityError as exc:
+            if debug:
+                raise
+            raise Exit(f"ciparity: error: {exc.message}", exc.exit_code) from None
+        except Interrupted as exc:
+            raise Exit("ciparity: interrupted; containers removed", exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def ci_task(*args: Any, **kwargs: Any) -> Any:
+    """`@task` (bare or with options) with our error handling underneath."""
+    if len(args) == 1 and callable(args[0]) and not kwargs:
+        return task(fatal_errors(args[0]))
+
+    def decorate(body: F) -> Any:
+        return task(**kwargs)(fatal_errors(body))
+
+    return decorate
+
+
+def _docker_ready(config: Config) -> None:
+    result = proc.run([config.docker, "version", "--format", "{{.Server.Version}}"])
+    if result.ok:
+        return
+    err = result.stderr.lower()
+    if "permission denied" in err:
+        raise DockerError(
+            "permission denied on the Docker socket: add this user to the socket's group"
+            " (sudo usermod -aG docker $USER) or set DOCKER_HOST"
+        )
+    raise DockerError(f"the Docker daemon is unreachable: {proc.reason(result.stderr)}")
+
+
+def _mode(config: Config) -> str:
+    if config.workspace_mode != "auto":
+        return config.workspace_mode
+    return container.probe_workspace_mode(
+        config.docker, config.image, config.root, config.reports_dir
+    )
+
+
+def _build_ci(config: Config, python: str | None = None) -> images.BuildReport:
+    base = images.ensure_base(config, python)
+    offline = images.offline(config, base)
+    if offline:
+        images.fill_wheelhouse(config)
+    console.step(
+        f"building {config.image} on {base.ref} ({base.kind}{', offline' if offline else ''})"
+    )
+    report = images.build(
+        config, config.root / "docker" / "Dockerfile.ci", "ci", config.image, offline
+    )
+    print(report.line(), flush=True)
+    return report
+
+
+def _ensure_image(config: Config) -> None:
+    if images.inspect_label(config.docker, config.image, "") is None:
+        _build_ci(config)
+
+
+@ci_task(help={"python": "Prefix of a host CPython 3.12 for the offline stand-in base"})
+def setup(c: Context, python: str | None = None) -> None:
+    """Install host prerequisites (docker buildx/compose plugins, mmdebstrap) and the base image."""
+    config = _config(host_python=python)
+    _docker_ready(config)
+    installed = hostsetup.install_plugins(config.docker, hostsetup.missing_plugins(config.docker))
+    if installed:
+        print(f"installed docker plugins: {', '.join(installed)} -> {hostsetup.plugin_dir()}")
+    if images.base_info(config).kind == "missing":
+        hostsetup.ensure_mmdebstrap()
+    info = images.ensure_base(config, python)
+    print(f"base image {info.ref}: {info.kind} {info.detail}".rstrip())
+
+
+@ci_task(help={"python": "Prefix of a host CPython 3.12 to build the stand-in from"})
+def base(c: Context, python: str | None = None) -> None:
+    """Make the base image available: present, pulled, or a local stand-in built offline."""
+    config = _config(host_python=python)
+    _docker_ready(config)
+    info = images.ensure_base(config, python)
+    print(f"base image {info.ref}: {info.kind} {info.detail}".rstrip())
+
+
+@ci_task(help={"python": "Prefix of a host CPython 3.12 for the stand-in base, if one is needed"})
+def build(c: Context, python: str | None = None) -> None:
+    """Build the CI image (docker/Dockerfile.ci) and print its BuildKit cache-hit rate."""
+    config = _config(host_python=python)
+    _docker_ready(config)
+    _build_ci(config, python)
+
+
+def _one_check(name: str, **flags: Any) -> None:
+    options = checks.Options(
+        pytest_args=tuple(shlex.split(flags.pop("pytest_args", "") or "")),
+        markers=flags.pop("markers", "") or "",
+    )
+    config = _config(**flags)
+    _docker_ready(config)
+    _ensure_image(config)
+    row = checks.run_check(name, config, _mode(config), options)
+    console.summary(name, [row])
+    if row.result != "passed":
+        raise Exit(f"ciparity: {name} failed", int(row.detail or 1) or 1)
+
+
+@ci_task
+def lint(c: Context) -> None:
+    """black --check, flake8, isort --check-only, the Python-version check and hadolint."""
+    _one_check("lint")
+
+
+@ci_task
+def typecheck(c: Context) -> None:
+    """mypy --strict on the source folders."""
+    _one_check("typecheck")
+
+
+@ci_task
+def security(c: Context) -> None:
+    """bandit on the source folders."""
+    _one_check("security")
+
+
+@ci_task(
+    help={
+        "markers": "pytest -m expression, e.g. 'not docker'",
+        "pytest-args": "extra pytest arguments, as one quoted string",
+    }
+)
+def test(c: Context, markers: str = "", pytest_args: str = "") -> None:
+    """pytest with xdist, coverage (enforced) and per-test timeouts; reports under reports/."""
+    _one_check("test", markers=markers, pytest_args=pytest_args)
+
+
+@ci_task(
+    help={
+        "parallel": "run the checks at once, as compose services (docker/docker-compose.ci.yml)",
+        "markers": "pytest -m expression for the test check",
+    }
+)
+def ci(c: Context, parallel: bool = False, markers: str = "") -> None:
+    """Build the image, run every check in it, and print a table; non-zero if any failed."""
+    config = _config()
+    _docker_ready(config)
+    rows: list[console.Row] = []
+    started = time.monotonic()
+    report = _build_ci(config)
+    rows.append(console.Row("build", "passed", report.seconds))
+    options = checks.Options(markers=markers)
+    mode = _mode(config)
+    if parallel:
+        from ciparity import compose
+
+        rows += compose.run_checks(config, mode, options)
+    else:
+        for name in checks.CHECKS:
+            rows.append(checks.run_check(name, config, mode, options))
+    rows.append(console.Row("total", "", time.monotonic() - started))
+    console.summary("ciparity ci", rows)
+    failed = [r.name for r in rows if r.result.startswith("FAILED")]
+    if failed:
+        raise Exit(f"ciparity: failed: {', '.join(failed)}", 1)
+
+
+@ci_task(help={"cmd": "run this one command instead of an interactive shell"})
+def shell(c: Context, cmd: str = "") -> None:
+    """A shell in the CI image with exactly the mounts, environment and user `test` uses."""
+    config = _config()
+    _docker_ready(config)
+    _ensure_image(config)
+    mode = _mode(config)
+    command = shlex.split(cmd) if cmd else ["bash"]
+    interactive = not cmd and sys.stdin.isatty()
+    spec = checks.spec("test", config, mode, interactive=interactive, command=command)
+    spec = spec.with_name()
+    if mode == "bind":
+        print("equivalent: " + proc.quote(container.run_argv(spec, config.docker)), file=sys.stderr)
+    else:
+        print(
+            "workspace copied in (the daemon cannot see it): "
+            + proc.quote(container.create_argv(spec, config.docker)),
+            file=sys.stderr,
+        )
+    with container.Container(spec, config.docker) as box:
+        box.copy_in()
+        code = box.start_interactive() if interactive else box.start(tee=sys.stdout).returncode
+        box.copy_out()
+    if code:
+        raise Exit(code=code)
+
+
+@ci_task
+def clean(c: Context) -> None:
+    """Remove every container, volume and network labelled ciparity.managed=1."""
+    config = _config()
+    _docker_ready(config)
+    removed = container.remove_managed(config.docker)
+    print(f"removed {removed[0]} containers, {removed[1]} volumes, {removed[2]} networks")
+
+
+@ci_task
+def doctor(c: Context) -> None:
+    """Check this host: docker, BuildKit, compose, socket, workspace, base image, Python, disk."""
+    from ciparity import doctor as doctor_service
+
+    config = _config()
+    code = doctor_service.run(config)
+    if code:
+        raise Exit(code=code)
+
+
+@ci_task(help={"output": "Markdown file for the table (default reports/bench.md)"})
+def bench(c: Context, output: str = "") -> None:
+    """Measure cold/warm builds, a one-file rebuild, warm `ci` against native, and image size."""
+    from ciparity import bench as bench_service
+
+    config = _config()
+    _docker_ready(config)
+    path = Path(output) if output else config.reports_dir / "bench.md"
+    bench_service.run(config, path)
+    print(f"wrote {path}")
+
+
+ns = Collection(
+    setup, base, build, lint, typecheck, security, test, ci, shell, clean, doctor, bench
+)
