@@ -171,7 +171,7 @@ def spec(
         env=check_env(config),
         pass_env=pass_env(config),
         socket=container.docker_socket() if name == "test" else None,
-        labels={"ciparity.check": name},
+        labels={"ciparity.check": name, "ciparity.workspace": str(config.root)},
         interactive=interactive,
     )
 

@@ -7,6 +7,7 @@ import os
 import secrets
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import IO
 
 from ciparity import checks, container, proc
@@ -15,6 +16,13 @@ from ciparity.console import Row
 from ciparity.errors import CiparityError, DockerError
 
 COMPOSE_FILE = "docker/docker-compose.ci.yml"
+# The package carries the same file (a link to docker/'s) for repositories that have none.
+PACKAGED_FILE = Path(__file__).with_name("docker-compose.ci.yml")
+
+
+def compose_file(config: Config) -> Path:
+    own = config.root / COMPOSE_FILE
+    return own if own.exists() else PACKAGED_FILE
 
 
 def compose_env(config: Config, project: str, options: checks.Options) -> dict[str, str]:
@@ -66,7 +74,7 @@ def run_checks(
         )
     project = f"ciparity-{secrets.token_hex(4)}"
     env = compose_env(config, project, options)
-    base = [config.docker, "compose", "-f", str(config.root / COMPOSE_FILE), "-p", project]
+    base = [config.docker, "compose", "-f", str(compose_file(config)), "-p", project]
     stream = out or sys.stdout
     try:
         up = proc.run([*base, "up", "--no-color"], env=env, cwd=config.root, tee=stream)

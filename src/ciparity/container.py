@@ -157,8 +157,10 @@ def _tar_workspace(ws: Workspace, uid: int, gid: int) -> bytes:
             arcname = ws.path.lstrip("/") + "/" + path.relative_to(root).as_posix()
             tar.add(path, arcname=arcname, recursive=False, filter=owned)
         for out in ws.outputs:
+            # `docker cp` gives copied files to root; a sticky world-writable outputs folder lets
+            # the container's user (any uid) write its reports there.
             info = owned(tarfile.TarInfo(str(out).lstrip("/")))
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777
             tar.addfile(info)
     return buffer.getvalue()
 
@@ -233,7 +235,9 @@ class Container:
             return
         uid, gid = _ids(self.spec.user)
         data = _tar_workspace(ws, uid, gid)
-        result = proc.run([self.docker, "cp", "-a", "-", f"{self.name}:/"], input=data)
+        # No `cp -a`: the engine resolves the container's --user through getent and fails for a
+        # numeric uid that has no passwd entry in the image.
+        result = proc.run([self.docker, "cp", "-", f"{self.name}:/"], input=data)
         if not result.ok:
             raise DockerError(
                 f"copying the workspace into the container failed: {proc.reason(result.stderr)}"
@@ -252,12 +256,11 @@ class Container:
         if ws is None or ws.mode != "copy":
             return
         for out in ws.outputs:
-            result = proc.run([self.docker, "cp", f"{self.name}:{ws.path}/{out}", "-"])
+            result = proc.run([self.docker, "cp", f"{self.name}:{out}", "-"])
             if not result.ok:
-                raise DockerError(
-                    f"copying {out}/ out of the container failed: {proc.reason(result.stderr)}"
-                )
-            _extract_owned(result.raw, ws.host / out)
+                why = proc.reason(result.stderr)
+                raise DockerError(f"copying {out} out of the container failed: {why}")
+            extract_owned(result.raw, out)
 
 
 def _ids(user: str | None) -> tuple[int, int]:

@@ -354,6 +354,7 @@ def build(
     secrets: dict[str, str] = {}
     if config.ca_bundle:
         bundle = Path(config.ca_bundle)
+        bundle = bundle if bundle.is_absolute() else config.root / bundle
         if not bundle.is_file():
             raise ConfigError(f"ca_bundle {bundle} is not a file")
         secrets["ca-bundle"] = str(bundle.resolve())

@@ -73,6 +73,8 @@ def run(
         )
     except FileNotFoundError as exc:
         raise _missing(args) from exc
+    except OSError as exc:
+        raise CiparityError(f"cannot run {args[0]}: {exc.strerror}") from exc
     except subprocess.TimeoutExpired as exc:
         raise CiparityError(
             f"{args[0]} did not finish within {timeout:.0f} s: {quote(args)}"

@@ -90,7 +90,16 @@ def _mode(config: Config) -> str:
     )
 
 
-def _build_ci(config: Config, python: str | None = None) -> images.BuildReport:
+def _build_ci(config: Config, python: str | None = None) -> images.BuildReport | None:
+    """Build the CI image; a repository without docker/Dockerfile.ci uses a prebuilt image."""
+    if not (config.root / "docker" / "Dockerfile.ci").exists():
+        if images.inspect_label(config.docker, config.image, "") is None:
+            raise DockerError(
+                f"no docker/Dockerfile.ci here and image {config.image} is missing:"
+                " build it in the ciparity checkout or set `image` in [tool.ciparity]"
+            )
+        print(f"using prebuilt {config.image} (no docker/Dockerfile.ci here)", flush=True)
+        return None
     base = images.ensure_base(config, python)
     offline = images.offline(config, base)
     if offline:
@@ -197,7 +206,7 @@ def ci(c: Context, parallel: bool = False, markers: str = "") -> None:
     rows: list[console.Row] = []
     started = time.monotonic()
     report = _build_ci(config)
-    rows.append(console.Row("build", "passed", report.seconds))
+    rows.append(console.Row("build", "passed", report.seconds if report else 0.0))
     options = checks.Options(markers=markers)
     mode = _mode(config)
     if parallel:

@@ -1,0 +1,110 @@
+"""`invoke bench`: the numbers the project promises, measured on this machine, as a Markdown table.
+
+- cold build: build cache and CI image removed first (the base image stays);
+- warm build: the same build again;
+- one-file rebuild: a copy of the checkout with one line added under src/ (the checkout itself is
+  never edited), with the dependency stages' cache-hit rate;
+- warm `invoke ci --markers "not docker"` against the same checks run natively in this venv;
+- the CI image's size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import shutil
+import subprocess  # nosec B404 - argv lists only
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ciparity import checks, images, proc
+from ciparity.config import Config
+from ciparity.console import markdown_table
+from ciparity.errors import CiparityError
+
+DEPENDENCY_STAGES = ("system", "deps")
+BENCH_MARKERS = "not docker"
+
+
+def _build(config: Config, offline: bool) -> images.BuildReport:
+    return images.build(
+        config, config.root / "docker" / "Dockerfile.ci", "ci", config.image, offline, io.StringIO()
+    )
+
+
+def _copy_with_edit(config: Config, dest: Path) -> Path:
+    """A copy of the checkout with one line appended to a file under src/."""
+    ignore = shutil.ignore_patterns(".git", ".venv", "reports", "__pycache__", ".mypy_cache")
+    shutil.copytree(config.root, dest, ignore=ignore, symlinks=True)
+    targets = sorted((dest / config.src_dirs[0]).rglob("*.py"))
+    if not targets:
+        raise CiparityError(f"no Python file under {config.src_dirs[0]}/ to touch")
+    with targets[0].open("a", encoding="utf-8") as handle:
+        handle.write(f"# bench {time.time()}\n")
+    return targets[0]
+
+
+def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int]:
+    started = time.monotonic()
+    code = subprocess.call(  # nosec B603 - argv list
+        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return time.monotonic() - started, code
+
+
+def run(config: Config, output: Path) -> list[tuple[str, str]]:
+    """Measure, write the Markdown table to `output`, and return its rows."""
+    base = images.ensure_base(config)
+    offline = images.offline(config, base)
+    if offline:
+        images.fill_wheelhouse(config)
+    rows: list[tuple[str, str]] = []
+
+    proc.run([config.docker, "image", "rm", "-f", config.image])
+    proc.run([config.docker, "builder", "prune", "-af"])
+    cold = _build(config, offline)
+    rows.append(("cold `invoke build` (no build cache)", f"{cold.seconds:.1f} s"))
+    warm = _build(config, offline)
+    rows.append(("warm `invoke build`", f"{warm.seconds:.1f} s ({warm.hit_rate:.0%} cached)"))
+
+    with tempfile.TemporaryDirectory(prefix="ciparity-bench-") as tmp:
+        copy = Path(tmp) / "checkout"
+        touched = _copy_with_edit(config, copy)
+        edited = _build(dataclasses.replace(config, root=copy), offline)
+    dep = [edited.per_stage().get(s, (0, 0)) for s in DEPENDENCY_STAGES]
+    dep_cached, dep_total = sum(c for c, _ in dep), sum(t for _, t in dep)
+    rows.append(
+        (
+            f"rebuild after editing {touched.relative_to(copy)}",
+            f"{edited.seconds:.1f} s; dependency layers {dep_cached}/{dep_total} cached",
+        )
+    )
+
+    env = {**os.environ, "CIPARITY_DEBUG": ""}
+    invoke = [sys.executable, "-m", "invoke"]
+    _timed([*invoke, "ci", "--markers", BENCH_MARKERS], config.root, env)  # warm-up
+    in_docker, code = _timed([*invoke, "ci", "--markers", BENCH_MARKERS], config.root, env)
+    native_env = {**env, **checks.CHECK_ENV, "HOME": tempfile.gettempdir()}
+    native_env["CIPARITY_MARKERS"] = BENCH_MARKERS
+    native_env["CIPARITY_REPORTS"] = tempfile.mkdtemp(prefix="ciparity-bench-reports-")
+    native = 0.0
+    for name in checks.CHECKS:
+        seconds, _ = _timed(
+            [sys.executable, "-m", "ciparity.checks", name], config.root, native_env
+        )
+        native += seconds
+    shutil.rmtree(native_env["CIPARITY_REPORTS"], ignore_errors=True)
+    ratio = in_docker / native if native else 0.0
+    rows.append((f"warm `invoke ci --markers '{BENCH_MARKERS}'` (exit {code})", f"{in_docker:.1f} s"))
+    rows.append(("same checks natively in the host venv", f"{native:.1f} s"))
+    rows.append(("ratio containerized / native", f"{ratio:.2f}x"))
+    size = images.image_size(config.docker, config.image)
+    rows.append((f"{config.image} size", f"{size / 1e6:.0f} MB"))
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    text = f"# ciparity bench ({base.kind} base {base.ref})\n\n"
+    output.write_text(text + markdown_table(("measure", "value"), rows), encoding="utf-8")
+    return rows

@@ -1,0 +1,66 @@
+"""Ctrl-C and SIGTERM, during a check and during a build, leave nothing running."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import copy_fixture, invoke_env, managed, wait_for
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=cwd,
+        env=invoke_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_a_check_removes_its_container(signum: int, shared_dir: Path) -> None:
+    repo = copy_fixture("sample_good", shared_dir)
+    process = _start(["shell", "--cmd", "sleep 300"], repo)
+    try:
+        assert wait_for(lambda: managed(repo), timeout=60), "the check container never started"
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum, err
+    assert err.strip().splitlines()[-1] == "ciparity: interrupted; containers removed"
+    assert "Traceback" not in err
+    assert managed(repo) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_a_build_stops_it_cleanly(signum: int, tmp_path: Path) -> None:
+    repo = copy_fixture("build_slow", tmp_path)
+    process = _start(["build"], repo)
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "sleeping-now" in line:
+                break
+        else:
+            pytest.fail("the build never reached its slow step:\n" + "".join(lines))
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum, err
+    assert "Traceback" not in err
+    image = subprocess.run(
+        ["docker", "image", "inspect", "ciparity-it-build_slow:latest"], capture_output=True
+    )
+    assert image.returncode != 0, "an interrupted build must not tag an image"
+    assert managed(repo) == []
