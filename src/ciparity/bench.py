@@ -98,7 +98,9 @@ def run(config: Config, output: Path) -> list[tuple[str, str]]:
         native += seconds
     shutil.rmtree(native_env["CIPARITY_REPORTS"], ignore_errors=True)
     ratio = in_docker / native if native else 0.0
-    rows.append((f"warm `invoke ci --markers '{BENCH_MARKERS}'` (exit {code})", f"{in_docker:.1f} s"))
+    rows.append(
+        (f"warm `invoke ci --markers '{BENCH_MARKERS}'` (exit {code})", f"{in_docker:.1f} s")
+    )
     rows.append(("same checks natively in the host venv", f"{native:.1f} s"))
     rows.append(("ratio containerized / native", f"{ratio:.2f}x"))
     size = images.image_size(config.docker, config.image)

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -74,8 +75,21 @@ def run_checks(
         )
     project = f"ciparity-{secrets.token_hex(4)}"
     env = compose_env(config, project, options)
-    base = [config.docker, "compose", "-f", str(compose_file(config)), "-p", project]
     stream = out or sys.stdout
+    with tempfile.TemporaryDirectory(prefix="ciparity-compose-") as tmp:
+        override = Path(tmp) / "allowlist.json"
+        override.write_text(json.dumps(allowlist_override(config, env)), encoding="utf-8")
+        files = ["-f", str(compose_file(config)), "-f", str(override)]
+        return _up(config, [config.docker, "compose", *files, "-p", project], env, stream)
+
+
+def allowlist_override(config: Config, environ: dict[str, str]) -> dict[str, object]:
+    """A compose override passing the allowlisted host variables, by name, to every check."""
+    names = container.allowed_env(environ, config.env_allow)
+    return {"services": {name: {"environment": names} for name in checks.CHECKS}}
+
+
+def _up(config: Config, base: list[str], env: dict[str, str], stream: IO[str]) -> list[Row]:
     try:
         up = proc.run([*base, "up", "--no-color"], env=env, cwd=config.root, tee=stream)
         ps = proc.run([*base, "ps", "-a", "--format", "json"], env=env, cwd=config.root)

@@ -187,7 +187,10 @@ def extract_owned(data: bytes, dest: Path) -> None:
             member.name = parts[1]
             if member.issym() or member.islnk():
                 continue
-            tar.extract(member, dest, set_attrs=False, filter="data")
+            try:
+                tar.extract(member, dest, set_attrs=False, filter="data")
+            except tarfile.FilterError as exc:
+                raise DockerError(f"refusing an unsafe path from the container: {exc}") from exc
             if member.isfile():
                 os.chmod(dest / member.name, 0o644)
 

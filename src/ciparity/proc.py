@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess  # nosec B404 - every call below passes an argv list, never a shell string
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -59,9 +60,14 @@ def run(
     """
     args = tuple(str(a) for a in argv)
     full_env = dict(os.environ) if env is None else dict(env)
+    if cwd is not None and not os.path.isdir(cwd):
+        raise CiparityError(f"folder {cwd} does not exist")
     try:
         if tee is not None:
-            return _run_tee(args, full_env, cwd, tee, timeout)
+            result = _run_tee(args, full_env, cwd, tee, timeout)
+            if check and not result.ok:
+                raise CiparityError(f"{quote(args)} failed: {reason(result.stdout)}")
+            return result
         completed = subprocess.run(  # nosec B603 - argv list, no shell
             args,
             env=full_env,
@@ -108,13 +114,19 @@ def _run_tee(
         text=True,
         errors="replace",
     ) as process:
+        # The timer kills a command that hangs without printing, which the read loop cannot see.
+        timer = threading.Timer(timeout, process.kill) if timeout else None
+        if timer:
+            timer.start()
         try:
             assert process.stdout is not None  # nosec B101 - set by stdout=PIPE
             for line in process.stdout:
                 lines.append(line)
                 tee.write(line)
                 tee.flush()
-            process.wait(timeout=timeout)
+            process.wait()
+            if timer and not timer.is_alive():
+                raise subprocess.TimeoutExpired(args, timeout or 0)
         except BaseException:
             # TERM first so a child such as mmdebstrap can undo its own mounts and temp dirs.
             process.terminate()
@@ -124,6 +136,9 @@ def _run_tee(
                 process.kill()
                 process.wait()
             raise
+        finally:
+            if timer:
+                timer.cancel()
     return Result(args, process.returncode, "".join(lines), "")
 
 

@@ -44,7 +44,7 @@ def fatal_errors(body: F) -> F:
 
     @functools.wraps(body)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = os.environ.get("CIPARITY_DEBUG", "") not in ("", "0")
+        debug = os.environ.get("CIPARITY_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
         try:
             with proc.signals_as_interrupt():
                 return body(*args, **kwargs)

@@ -8,7 +8,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import copy_fixture, invoke, managed, owners, require_python_for_others, snapshot
+from docker_helpers import (
+    copy_fixture,
+    invoke,
+    managed,
+    owners,
+    require_python_for_others,
+    snapshot,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -77,7 +84,7 @@ def test_parallel_fails_when_a_service_fails(shared_dir: Path) -> None:
 @pytest.mark.skipif(os.getuid() == 1000, reason="the ownership test needs a uid other than 1000")
 @pytest.mark.parametrize("mode", ["bind", "copy"])
 def test_ownership_for_a_user_who_is_not_1000(mode: str, shared_dir: Path, tmp_path: Path) -> None:
-    """Run as uid 4242 (or as this non-root user): nothing in the checkout belongs to anyone else."""
+    """As uid 4242 (or this non-root user): nothing in the checkout belongs to anyone else."""
     require_python_for_others()
     uid = 4242 if os.getuid() == 0 else os.getuid()
     where = shared_dir if mode == "bind" else tmp_path

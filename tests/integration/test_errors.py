@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import copy_fixture, invoke, managed, require_python_for_others
+from docker_helpers import copy_fixture, invoke, managed, require_python_for_others
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import copy_fixture, invoke_env, managed, wait_for
+from docker_helpers import copy_fixture, invoke_env, managed, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 

@@ -1,0 +1,153 @@
+"""Helpers for the integration tests: running invoke as a person would, and looking at what a
+run left behind."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from ciparity import container
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+IMAGE = "ciparity-ci:latest"
+
+
+def _engine_problem() -> str | None:
+    if shutil.which("docker") is None:
+        return "no docker CLI on PATH"
+    done = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, text=True)
+    if done.returncode:
+        return f"{IMAGE} unavailable: {done.stderr.strip()[-200:]} (run `invoke build` first)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    """Skip without an engine; fail instead when CI requires one."""
+    problem = _engine_problem()
+    if problem is None:
+        return
+    if os.environ.get("CIPARITY_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"CIPARITY_REQUIRE_DOCKER=1 but {problem}", pytrace=False)
+    pytest.skip(problem)
+
+
+def _visible(path: Path) -> bool:
+    return container.probe_workspace_mode("docker", IMAGE, path, path) == "bind"
+
+
+@pytest.fixture
+def shared_dir(engine: None, tmp_path: Path) -> Iterator[Path]:
+    """A folder the daemon sees at the same path (bind mode): tmp_path on a host, else a folder
+    under the mounted reports/ when these tests themselves run in a container."""
+    if _visible(tmp_path):
+        yield tmp_path
+        return
+    reports = Path(os.environ.get("CIPARITY_REPORTS", REPO / "reports"))
+    if not reports.is_absolute():
+        reports = REPO / reports
+    folder = reports / ".it" / secrets.token_hex(4)
+    folder.mkdir(parents=True)
+    try:
+        if not _visible(folder):
+            pytest.fail(f"no folder the daemon sees at the same path (tried {tmp_path}, {folder})")
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def copy_fixture(name: str, dest: Path) -> Path:
+    target = dest / name
+    shutil.copytree(FIXTURES / name, target)
+    return target
+
+
+def invoke_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIPARITY_")}
+    # The fixture's tasks.py imports ciparity from this checkout.
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    env.update(extra or {})
+    return env
+
+
+def invoke(
+    args: list[str],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    user: int | None = None,
+    timeout: float = 600,
+    no_socket_group: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run `invoke ARGS` in `cwd` as a separate process, as a person would (optionally as `user`,
+    who gets the socket's group unless `no_socket_group`)."""
+    kwargs: dict[str, object] = {}
+    if user is not None:
+        groups = [] if no_socket_group else [socket_gid()]
+        kwargs.update(user=user, group=user, extra_groups=groups)
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=cwd,
+        env=invoke_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def socket_gid() -> int:
+    return os.stat(container.docker_socket() or "/var/run/docker.sock").st_gid
+
+
+def managed(workspace: Path | None = None) -> list[str]:
+    """Ids of labelled containers (of one workspace, if given)."""
+    argv = ["docker", "ps", "-aq", "--filter", "label=ciparity.managed=1"]
+    if workspace is not None:
+        argv += ["--filter", f"label=ciparity.workspace={workspace}"]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
+
+
+def wait_for(predicate: object, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def owners(root: Path) -> set[int]:
+    found = {root.stat().st_uid}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            found.add(os.lstat(os.path.join(dirpath, name)).st_uid)
+    return found
+
+
+def snapshot(root: Path, skip: str = "reports") -> dict[str, bytes]:
+    """Every file of a checkout but reports/, with its content: to prove a run changed nothing."""
+    files = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[0] == skip or not path.is_file():
+            continue
+        files[rel.as_posix()] = path.read_bytes()
+    return files
+
+
+def require_python_for_others() -> None:
+    """Acting as another uid needs an interpreter that uid may run (in the CI image it can; a
+    pyenv Python under /root cannot be)."""
+    path = Path(sys.executable).resolve()
+    for folder in path.parents:
+        if not folder.stat().st_mode & 0o001:
+            pytest.skip(f"{folder} is closed to other users: run these through `invoke test`")

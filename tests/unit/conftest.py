@@ -1,0 +1,159 @@
+"""Shared fakes for the unit tests: a recorder standing in for `ciparity.proc.run`, a sample
+checkout, and an environment without CI or ciparity variables. Nothing here talks to Docker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from ciparity import config, proc
+from ciparity.errors import CiparityError
+
+REPO = Path(__file__).resolve().parents[2]
+# The project's version, read like the code reads it: no test file pins a version of its own.
+PY = config.read_python_version(REPO)
+# Host variables that would leak into configs and container argv if a test inherited them.
+LEAKY_PREFIXES = ("CIPARITY_", "GITHUB_", "RUNNER_")
+LEAKY_NAMES = ("CI", "DOCKER_HOST", "DOCKER_CONFIG", "PYENV_ROOT", "PYENV_VERSION")
+
+
+@dataclass
+class Call:
+    """One recorded `proc.run` call."""
+
+    argv: list[str]
+    check: bool = False
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+    input: str | bytes | None = None
+    timeout: float | None = None
+    tee: IO[str] | None = None
+
+
+Responder = Callable[[Call], proc.Result]
+
+
+def result(
+    argv: Sequence[str] = (),
+    returncode: int = 0,
+    stdout: str = "",
+    stderr: str = "",
+    raw: bytes = b"",
+) -> proc.Result:
+    """A `proc.Result` whose raw bytes default to the encoded stdout, as the real one's do."""
+    return proc.Result(tuple(argv), returncode, stdout, stderr, raw or stdout.encode())
+
+
+class FakeRun:
+    """Stands in for `proc.run`: answers by the longest registered argv prefix, records calls.
+
+    An argv matching no rule succeeds with no output. With `check=True` a failing answer raises
+    the same `CiparityError` the real helper raises; with `tee` the output is copied there.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self._rules: dict[tuple[str, ...], Responder] = {}
+
+    def on(
+        self,
+        *prefix: str,
+        returncode: int = 0,
+        stdout: str = "",
+        stderr: str = "",
+        raw: bytes = b"",
+        respond: Responder | None = None,
+    ) -> None:
+        if respond is None:
+
+            def respond(call: Call) -> proc.Result:
+                return result(call.argv, returncode, stdout, stderr, raw)
+
+        self._rules[tuple(prefix)] = respond
+
+    def __call__(
+        self,
+        argv: Sequence[Any],
+        *,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        input: str | bytes | None = None,
+        timeout: float | None = None,
+        tee: IO[str] | None = None,
+    ) -> proc.Result:
+        call = Call(
+            [str(a) for a in argv],
+            check,
+            env,
+            None if cwd is None else str(cwd),
+            input,
+            timeout,
+            tee,
+        )
+        self.calls.append(call)
+        matches = [p for p in self._rules if tuple(call.argv[: len(p)]) == p]
+        if matches:
+            answer = self._rules[max(matches, key=len)](call)
+        else:
+            answer = result(call.argv)
+        if tee is not None and answer.stdout:
+            tee.write(answer.stdout)
+        if check and not answer.ok:
+            why = proc.reason(answer.stderr or answer.stdout)
+            raise CiparityError(f"{proc.quote(call.argv)} failed: {why}")
+        return answer
+
+    @property
+    def argvs(self) -> list[list[str]]:
+        return [c.argv for c in self.calls]
+
+
+@pytest.fixture
+def fake_run(monkeypatch: pytest.MonkeyPatch) -> FakeRun:
+    """`proc.run` replaced by a recorder (the modules call it as `proc.run`)."""
+    fake = FakeRun()
+    monkeypatch.setattr(proc, "run", fake)
+    return fake
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No CI, GitHub, runner, ciparity or docker variables from the host running the tests."""
+    for name in list(os.environ):
+        if name.startswith(LEAKY_PREFIXES) or name in LEAKY_NAMES:
+            monkeypatch.delenv(name)
+    yield
+
+
+def write_checkout(root: Path, version: str = PY, pyproject: str = "") -> Path:
+    """A minimal checkout: .python-version, src/demo, tests/, tasks.py and maybe pyproject.toml."""
+    (root / "src" / "demo").mkdir(parents=True)
+    (root / "src" / "demo" / "__init__.py").write_text("", encoding="utf-8")
+    (root / "tests").mkdir()
+    (root / "tasks.py").write_text("", encoding="utf-8")
+    (root / ".python-version").write_text(version + "\n", encoding="utf-8")
+    if pyproject:
+        (root / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    return root.resolve()
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A sample checkout under tmp_path (resolved, as `config.load` resolves it)."""
+    return write_checkout(tmp_path / "checkout")
+
+
+@pytest.fixture
+def make_config(checkout: Path) -> Callable[..., config.Config]:
+    """The configuration of `checkout`, with task-flag overrides and no environment layer."""
+
+    def make(**overrides: Any) -> config.Config:
+        return config.load(checkout, overrides, environ={})
+
+    return make
