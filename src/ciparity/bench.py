@@ -14,7 +14,9 @@ import dataclasses
 import io
 import os
 import shutil
-import subprocess  # nosec B404 - argv lists only
+
+# Argv lists only.
+import subprocess  # nosec B404
 import sys
 import tempfile
 import time
@@ -49,7 +51,8 @@ def _copy_with_edit(config: Config, dest: Path) -> Path:
 
 def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int]:
     started = time.monotonic()
-    code = subprocess.call(  # nosec B603 - argv list
+    # Argv list.
+    code = subprocess.call(  # nosec B603
         argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     return time.monotonic() - started, code

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess  # nosec B404 - argv lists only
+
+# Argv lists only.
+import subprocess  # nosec B404
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -27,11 +29,13 @@ from ciparity.errors import CiparityError
 CHECKS = ("lint", "typecheck", "security", "test")
 STEP_MARK = "ciparity-step"
 # The environment every check container gets: caches in /tmp, nothing written to the checkout.
+# The check container's own private /tmp, not the host's.
+CONTAINER_TMP = "/tmp"  # nosec B108
 CHECK_ENV = {
-    "HOME": "/tmp",
-    "XDG_CACHE_HOME": "/tmp/.cache",
-    "MYPY_CACHE_DIR": "/tmp/.mypy_cache",
-    "COVERAGE_FILE": "/tmp/.coverage",
+    "HOME": CONTAINER_TMP,
+    "XDG_CACHE_HOME": f"{CONTAINER_TMP}/.cache",
+    "MYPY_CACHE_DIR": f"{CONTAINER_TMP}/.mypy_cache",
+    "COVERAGE_FILE": f"{CONTAINER_TMP}/.coverage",
     "PYTHONDONTWRITEBYTECODE": "1",
     "USER": "ciparity",
 }
@@ -116,7 +120,8 @@ def run_steps(
     for label, argv in steps(name, config, options):
         print(f"--- {name}: {label}: {shlex.join(argv)}", file=stream, flush=True)
         try:
-            code = subprocess.call(argv, cwd=config.root)  # nosec B603 - argv list
+            # Argv list.
+            code = subprocess.call(argv, cwd=config.root)  # nosec B603
         except FileNotFoundError:
             print(f"{label}: {argv[0]} is not installed in this image", file=stream)
             code = 127

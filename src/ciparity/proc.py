@@ -6,7 +6,9 @@ import contextlib
 import os
 import shlex
 import signal
-import subprocess  # nosec B404 - every call below passes an argv list, never a shell string
+
+# Every call below passes an argv list, never a shell string.
+import subprocess  # nosec B404
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -68,7 +70,8 @@ def run(
             if check and not result.ok:
                 raise CiparityError(f"{quote(args)} failed: {reason(result.stdout)}")
             return result
-        completed = subprocess.run(  # nosec B603 - argv list, no shell
+        # Argv list, no shell.
+        completed = subprocess.run(  # nosec B603
             args,
             env=full_env,
             cwd=cwd,
@@ -105,7 +108,8 @@ def _run_tee(
     timeout: float | None,
 ) -> Result:
     lines: list[str] = []
-    with subprocess.Popen(  # nosec B603 - argv list, no shell
+    # Argv list, no shell.
+    with subprocess.Popen(  # nosec B603
         args,
         env=env,
         cwd=cwd,
@@ -119,7 +123,8 @@ def _run_tee(
         if timer:
             timer.start()
         try:
-            assert process.stdout is not None  # nosec B101 - set by stdout=PIPE
+            # Set by stdout=PIPE.
+            assert process.stdout is not None  # nosec B101
             for line in process.stdout:
                 lines.append(line)
                 tee.write(line)
