@@ -16,6 +16,7 @@ The container runs as the invoking user's uid:gid, so everything it writes belon
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import secrets
@@ -96,11 +97,11 @@ class Spec:
     extra_args: tuple[str, ...] = ()
 
     def with_name(self) -> Spec:
-        if self.name:
-            return self
-        fields = dict(self.__dict__)
-        fields["name"] = f"ciparity-{secrets.token_hex(6)}"
-        return Spec(**fields)
+        return (
+            self
+            if self.name
+            else dataclasses.replace(self, name=f"ciparity-{secrets.token_hex(6)}")
+        )
 
 
 def _flags(spec: Spec) -> list[str]:

@@ -129,6 +129,10 @@ def setup(c: Context, python: str | None = None) -> None:
         print(f"installed docker plugins: {', '.join(installed)} -> {hostsetup.plugin_dir()}")
     if images.base_info(config).kind == "missing":
         hostsetup.ensure_mmdebstrap()
+    _base(config, python)
+
+
+def _base(config: Config, python: str | None) -> None:
     info = images.ensure_base(config, python)
     print(f"base image {info.ref}: {info.kind} {info.detail}".rstrip())
 
@@ -138,8 +142,7 @@ def base(c: Context, python: str | None = None) -> None:
     """Make the base image available: present, pulled, or a local stand-in built offline."""
     config = _config(host_python=python)
     _docker_ready(config)
-    info = images.ensure_base(config, python)
-    print(f"base image {info.ref}: {info.kind} {info.detail}".rstrip())
+    _base(config, python)
 
 
 @ci_task(help={"python": "Prefix of a host CPython 3.12 for the stand-in base, if one is needed"})
