@@ -31,6 +31,10 @@ STEP_MARK = "ciparity-step"
 # The environment every check container gets: caches in /tmp, nothing written to the checkout.
 # The check container's own private /tmp, not the host's.
 CONTAINER_TMP = "/tmp"  # nosec B108
+# /tmp in RAM: tests and tools write there constantly, and the image's own filesystem can be slow
+# (fuse-overlayfs). Bind mode only: in copy mode a checkout under /tmp is copied in before start,
+# and a tmpfs mounted at start would hide it.
+TMPFS = ("--tmpfs", f"{CONTAINER_TMP}:exec,mode=1777")
 CHECK_ENV = {
     "HOME": CONTAINER_TMP,
     "XDG_CACHE_HOME": f"{CONTAINER_TMP}/.cache",
@@ -142,10 +146,18 @@ def failed_steps(output: str) -> list[str]:
     return failed
 
 
-def check_env(config: Config) -> dict[str, str]:
-    """Fixed variables of a check container: caches outside the checkout, its code first."""
+def check_env(config: Config, mode: str = "copy") -> dict[str, str]:
+    """Fixed variables of a check container: caches outside the checkout, its code first.
+
+    In bind mode the tools' caches (mypy, black) live in reports/.cache, so they stay warm from
+    one run to the next; in copy mode they stay in the container's /tmp and go with it.
+    """
     paths = [str(config.root / d) for d in config.src_dirs] + ["/app/src"]
-    return {**CHECK_ENV, "PYTHONPATH": ":".join(paths)}
+    env = {**CHECK_ENV, "PYTHONPATH": ":".join(paths)}
+    if mode == "bind":
+        cache = config.reports_dir / ".cache"
+        env.update(XDG_CACHE_HOME=str(cache), MYPY_CACHE_DIR=str(cache / "mypy"))
+    return env
 
 
 def pass_env(config: Config, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -173,11 +185,12 @@ def spec(
         ),
         workspace=container.Workspace(config.root, mode, outputs=(config.reports_dir,)),
         user=container.current_user(),
-        env=check_env(config),
+        env=check_env(config, mode),
         pass_env=pass_env(config),
         socket=container.docker_socket() if name == "test" else None,
         labels={"ciparity.check": name, "ciparity.workspace": str(config.root)},
         interactive=interactive,
+        extra_args=TMPFS if mode == "bind" else (),
     )
 
 

@@ -173,6 +173,9 @@ def _customize_hooks(prefix: Path, minor: str) -> list[str]:
         f'ln -sf python{minor} "$1/usr/local/bin/python3"',
         'ln -sf python3 "$1/usr/local/bin/python"',
         f'chroot "$1" {exe} -c {shlex.quote(check)}',
+        # Bytecode compiled in place (the host's __pycache__ is left out: it names host paths), so
+        # no container start recompiles the standard library.
+        f'chroot "$1" {exe} -m compileall -q -j 0 /usr/local/lib/python{minor}',
         'rm -rf "$1/var/lib/apt/lists/"* "$1/var/cache/apt/"*.bin',
     ]
 

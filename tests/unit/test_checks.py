@@ -204,6 +204,9 @@ def test_check_env(make_config: MakeConfig) -> None:
         "USER": "ciparity",
         "PYTHONPATH": f"{root}/src:{root}/lib:/app/src",
     }
+    bind = checks.check_env(config, "bind")
+    assert bind["MYPY_CACHE_DIR"] == f"{root}/reports/.cache/mypy"
+    assert bind["XDG_CACHE_HOME"] == f"{root}/reports/.cache"
 
 
 def test_pass_env_is_the_allowlist_plus_our_settings(make_config: MakeConfig) -> None:
@@ -254,10 +257,11 @@ def test_spec_for_test_mounts_the_socket(
         ),
         workspace=container.Workspace(root, "bind", outputs=(root / "reports",)),
         user=container.current_user(),
-        env=checks.check_env(config),
+        env=checks.check_env(config, "bind"),
         pass_env=("GITHUB_RUN_ID",),
         socket="/var/run/docker.sock",
         labels={"ciparity.check": "test", "ciparity.workspace": str(root)},
+        extra_args=("--tmpfs", "/tmp:exec,mode=1777"),
     )
 
 
@@ -268,6 +272,7 @@ def test_spec_for_other_checks_and_commands(
     lint = checks.spec("lint", config, "copy")
     assert (lint.command, lint.socket) == (("python", "-m", "ciparity.checks", "lint"), None)
     assert lint.workspace == container.Workspace(config.root, "copy", (config.root / "reports",))
+    assert lint.extra_args == ()  # no tmpfs in copy mode: it would hide a checkout under /tmp
     monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.2:2375")
     shell = checks.spec("test", config, "bind", interactive=True, command=["bash"])
     assert (shell.command, shell.interactive, shell.socket) == (("bash",), True, None)

@@ -542,6 +542,7 @@ def test_bootstrap_base_builds_and_imports_the_stand_in(
         'ln -sf python3 "$1/usr/local/bin/python"',
         f'chroot "$1" {exe} -c \'import ssl, sqlite3, ctypes, lzma, bz2, zlib, uuid, decimal,'
         " readline'",
+        'chroot "$1" /usr/local/bin/python3.12 -m compileall -q -j 0 /usr/local/lib/python3.12',
         'rm -rf "$1/var/lib/apt/lists/"* "$1/var/cache/apt/"*.bin',
     ]
     assert debootstrap.argv == [

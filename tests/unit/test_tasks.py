@@ -546,7 +546,14 @@ def test_shell_without_a_command_is_interactive_on_a_terminal(
     tasks.shell(ctx())
     created = fake_run.argvs[2]
     name = created[created.index("--name") + 1]
-    assert created[-4:] == ["-i", "-t", "ciparity-ci:latest", "bash"]
+    assert created[-6:] == [
+        "-i",
+        "-t",
+        "--tmpfs",
+        "/tmp:exec,mode=1777",
+        "ciparity-ci:latest",
+        "bash",
+    ]
     assert interactive == [["docker", "start", "-a", "-i", name]]
     assert fake_run.argvs[-1] == ["docker", "rm", "-f", "-v", name]
 
