@@ -14,6 +14,7 @@ import dataclasses
 import io
 import os
 import shutil
+import statistics
 
 # Argv lists only.
 import subprocess  # nosec B404
@@ -29,6 +30,7 @@ from ciparity.errors import CiparityError
 
 DEPENDENCY_STAGES = ("system", "deps")
 BENCH_MARKERS = "not docker"
+ROUNDS = 3
 
 
 def _build(config: Config, offline: bool) -> images.BuildReport:
@@ -87,30 +89,38 @@ def run(config: Config, output: Path) -> list[tuple[str, str]]:
     )
 
     env = {**os.environ, "CIPARITY_DEBUG": ""}
-    invoke = [sys.executable, "-m", "invoke"]
-    _timed([*invoke, "ci", "--markers", BENCH_MARKERS], config.root, env)  # warm-up
-    in_docker, code = _timed([*invoke, "ci", "--markers", BENCH_MARKERS], config.root, env)
+    ci_argv = [sys.executable, "-m", "invoke", "ci", "--markers", BENCH_MARKERS]
     native_env = {**env, **checks.CHECK_ENV, "HOME": tempfile.gettempdir()}
     # The venv's tools (black, mypy, ...) must be on PATH, as they are in the image.
     native_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     native_env["CIPARITY_MARKERS"] = BENCH_MARKERS
     native_env["CIPARITY_REPORTS"] = tempfile.mkdtemp(prefix="ciparity-bench-reports-")
-    native = 0.0
-    native_codes = []
-    for name in checks.CHECKS:
-        seconds, native_code = _timed(
-            [sys.executable, "-m", "ciparity.checks", name], config.root, native_env
-        )
-        native += seconds
-        native_codes.append(native_code)
+    in_docker_runs: list[float] = []
+    native_runs: list[float] = []
+    codes: set[int] = set()
+    # One warm-up round, then interleaved rounds so machine noise hits both sides alike.
+    for round_no in range(ROUNDS + 1):
+        seconds, code = _timed(ci_argv, config.root, env)
+        codes.add(code)
+        native_seconds = 0.0
+        for name in checks.CHECKS:
+            step, native_code = _timed(
+                [sys.executable, "-m", "ciparity.checks", name], config.root, native_env
+            )
+            native_seconds += step
+            codes.add(native_code)
+        if round_no:
+            in_docker_runs.append(seconds)
+            native_runs.append(native_seconds)
     shutil.rmtree(native_env["CIPARITY_REPORTS"], ignore_errors=True)
+    in_docker, native = statistics.median(in_docker_runs), statistics.median(native_runs)
     ratio = in_docker / native if native else 0.0
+    spread = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(in_docker_runs, native_runs))
     rows.append(
-        (f"warm `invoke ci --markers '{BENCH_MARKERS}'` (exit {code})", f"{in_docker:.1f} s")
+        (f"warm `invoke ci --markers '{BENCH_MARKERS}'`, median of {ROUNDS}", f"{in_docker:.1f} s")
     )
-    rows.append(
-        (f"same checks natively in the host venv (exit codes {native_codes})", f"{native:.1f} s")
-    )
+    rows.append((f"same checks natively in the host venv, median of {ROUNDS}", f"{native:.1f} s"))
+    rows.append(("runs (containerized/native)", f"{spread}; exit codes {sorted(codes)}"))
     rows.append(("ratio containerized / native", f"{ratio:.2f}x"))
     size = images.image_size(config.docker, config.image)
     rows.append((f"{config.image} size", f"{size / 1e6:.0f} MB"))

@@ -20,6 +20,7 @@ import dataclasses
 import io
 import os
 import secrets
+import socket
 import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -305,6 +306,24 @@ def probe_workspace_mode(docker: str, image: str, workspace: Path, probe_dir: Pa
         return "bind" if result.ok and result.stdout.strip() == token else "copy"
     finally:
         marker.unlink(missing_ok=True)
+
+
+def remembered_workspace_mode(
+    docker: str, image: str, workspace: Path, probe_dir: Path, memo: Path
+) -> str:
+    """The probe's answer, remembered in `memo` while the daemon address, this host (a container
+    has its own hostname) and the folder stay the same: it saves a container start per run."""
+    key = "|".join([os.environ.get("DOCKER_HOST", ""), socket.gethostname(), str(probe_dir)])
+    try:
+        saved_key, _, saved = memo.read_text(encoding="utf-8").partition("\n")
+    except OSError:
+        saved_key, saved = "", ""
+    if saved_key == key and saved in ("bind", "copy"):
+        return saved
+    mode = probe_workspace_mode(docker, image, workspace, probe_dir)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(f"{key}\n{mode}", encoding="utf-8")
+    return mode
 
 
 def remove_managed(docker: str = "docker") -> tuple[int, int, int]:

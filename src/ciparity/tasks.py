@@ -85,8 +85,9 @@ def _docker_ready(config: Config) -> None:
 def _mode(config: Config) -> str:
     if config.workspace_mode != "auto":
         return config.workspace_mode
-    return container.probe_workspace_mode(
-        config.docker, config.image, config.root, config.reports_dir
+    memo = config.reports_dir / ".cache" / "workspace-mode"
+    return container.remembered_workspace_mode(
+        config.docker, config.image, config.root, config.reports_dir, memo
     )
 
 

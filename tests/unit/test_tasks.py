@@ -210,6 +210,11 @@ def test_mode_forced_or_probed(
     config = make_config()
     assert tasks._mode(config) == "bind"
     assert probes == [("docker", "ciparity-ci:latest", config.root, config.reports_dir)]
+    assert tasks._mode(config) == "bind"
+    assert len(probes) == 1, "the answer is remembered in reports/.cache"
+    monkeypatch.setenv("DOCKER_HOST", "unix:///elsewhere.sock")
+    assert tasks._mode(config) == "bind"
+    assert len(probes) == 2, "another daemon is probed again"
 
 
 def test_build_ci_without_dockerfile_uses_the_prebuilt_image(
