@@ -1,0 +1,67 @@
+"""The benchmark's arithmetic and table, with builds and timed commands faked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FakeRun
+
+from ciparity import bench, images
+from ciparity.images import BaseInfo, BuildReport, Step
+
+
+def _report(root: Path, *cached: bool) -> BuildReport:
+    names = ["[system 2/3] RUN apt", "[deps 2/2] RUN pip", "[ci 1/2] COPY"]
+    return BuildReport("ciparity-ci:latest", 1.0, tuple(Step(n, c) for n, c in zip(names, cached)))
+
+
+def test_run_reports_medians_ratio_and_rebuild(
+    make_config: Any, fake_run: FakeRun, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = make_config()
+    monkeypatch.setattr(images, "ensure_base", lambda c: BaseInfo(c.base, "official"))
+    builds = iter(
+        [
+            _report(config.root, False, False, False),
+            _report(config.root, True, True, True),
+            _report(config.root, True, True, False),
+        ]
+    )
+    edited_roots: list[Path] = []
+
+    def build(c: Any, *args: Any) -> BuildReport:
+        edited_roots.append(c.root)
+        return next(builds)
+
+    monkeypatch.setattr(bench, "_build", build)
+    # Warm-up round, then three rounds: (ci, then lint/typecheck/security/test natively).
+    times: Iterator[float] = iter(
+        [99.0, 1, 1, 1, 1] + [12.0, 2, 2, 2, 4] + [10.0, 2, 2, 2, 2] + [30.0, 5, 5, 5, 5]
+    )
+    calls: list[list[str]] = []
+
+    def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int]:
+        calls.append(argv)
+        if argv[-2:] == ["ciparity.checks", "test"]:
+            assert env["CIPARITY_MARKERS"] == "not docker"
+            assert env["PATH"].split(":")[0].endswith("bin")
+        return next(times), 0
+
+    monkeypatch.setattr(bench, "_timed", timed)
+    out = tmp_path / "bench.md"
+    rows = dict(bench.run(config, out))
+
+    assert len(calls) == 4 * 5
+    assert rows["warm `invoke ci --markers 'not docker'`, median of 3"] == "12.0 s"
+    assert rows["same checks natively in the host venv, median of 3"] == "10.0 s"
+    assert rows["ratio containerized / native"] == "1.20x"
+    assert rows["runs (containerized/native)"] == "12.0/10.0, 10.0/8.0, 30.0/20.0; exit codes [0]"
+    assert rows["rebuild after editing src/demo/__init__.py"].endswith(
+        "dependency layers 2/2 cached"
+    )
+    assert edited_roots[2] != config.root, "the rebuild uses a copy; the checkout is not edited"
+    assert (config.root / "src" / "demo" / "__init__.py").read_text() == ""
+    assert out.read_text().startswith("# ciparity bench (official base python:3.12-slim)")
