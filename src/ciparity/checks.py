@@ -70,6 +70,25 @@ def dockerfiles(root: Path) -> list[str]:
     return found
 
 
+def workflow_steps(root: Path) -> list[tuple[str, list[str]]]:
+    """zizmor (offline audits) and GitHub's schemas, when the checkout has GitHub workflows."""
+    github = root / ".github"
+    workflows = sorted(
+        p.relative_to(root).as_posix() for p in (github / "workflows").glob("*.y*ml")
+    )
+    if not workflows:
+        return []
+    schema = ["check-jsonschema", "--builtin-schema"]
+    result = [
+        ("zizmor", ["zizmor", "--offline", "--no-progress", ".github/"]),
+        ("workflow schema", [*schema, "vendor.github-workflows", *workflows]),
+    ]
+    for name in ("dependabot.yml", "dependabot.yaml"):
+        if (github / name).is_file():
+            result.append(("dependabot schema", [*schema, "vendor.dependabot", f".github/{name}"]))
+    return result
+
+
 def steps(name: str, config: Config, options: Options = Options()) -> list[tuple[str, list[str]]]:
     """The (label, argv) steps of check `name` for the checkout `config.root`."""
     code = _existing(config, [*config.src_dirs, *config.test_dirs, "tasks.py"])
@@ -85,7 +104,7 @@ def steps(name: str, config: Config, options: Options = Options()) -> list[tuple
         files = dockerfiles(config.root)
         if files:
             result.append(("hadolint", ["hadolint", "--no-color", *files]))
-        return result
+        return result + workflow_steps(config.root)
     if name == "typecheck":
         return [("mypy", ["mypy", "--strict", *src])]
     if name == "security":

@@ -70,5 +70,12 @@ def summary(title: str, rows: Sequence[Row], out: IO[str] | None = None) -> None
     print("\n" + format_table(headers, cells), file=out or sys.stdout, flush=True)
     path = os.environ.get("GITHUB_STEP_SUMMARY")
     if path and in_github_actions():
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(f"### {title}\n\n" + markdown_table(headers, cells) + "\n")
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(f"### {title}\n\n" + markdown_table(headers, cells) + "\n")
+        except OSError as exc:
+            # A run nested in a job's container inherits the variable but not the file.
+            print(
+                f"ciparity: warning: no job summary written ({exc.strerror}: {path})",
+                file=sys.stderr,
+            )

@@ -14,9 +14,17 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import IO
+from typing import Any, Protocol
 
 from ciparity.errors import CiparityError, DockerError, Interrupted
+
+
+class Sink(Protocol):
+    """Where live output goes: a text stream, or anything with write and flush."""
+
+    def write(self, text: str, /) -> Any: ...
+
+    def flush(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ def run(
     cwd: str | os.PathLike[str] | None = None,
     input: str | bytes | None = None,
     timeout: float | None = None,
-    tee: IO[str] | None = None,
+    tee: Sink | None = None,
 ) -> Result:
     """Run argv and capture its output.
 
@@ -104,7 +112,7 @@ def _run_tee(
     args: tuple[str, ...],
     env: dict[str, str],
     cwd: str | os.PathLike[str] | None,
-    tee: IO[str],
+    tee: Sink,
     timeout: float | None,
 ) -> Result:
     lines: list[str] = []

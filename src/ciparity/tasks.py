@@ -120,6 +120,27 @@ def _ensure_image(config: Config) -> None:
         _build_ci(config)
 
 
+def _build_runner(config: Config) -> images.BuildReport | None:
+    """Build the runner image; a repository without runner/Dockerfile uses a prebuilt one."""
+    dockerfile = config.root / "runner" / "Dockerfile"
+    if not dockerfile.exists():
+        if images.inspect_label(config.docker, config.runner_image, "") is None:
+            raise DockerError(
+                f"no runner/Dockerfile here and image {config.runner_image} is missing:"
+                " run `invoke build-runner` in the ciparity checkout"
+            )
+        print(f"using prebuilt {config.runner_image} (no runner/Dockerfile here)", flush=True)
+        return None
+    base = images.ensure_base(config)
+    offline = images.offline(config, base)
+    if offline:
+        images.fill_wheelhouse(config)
+    console.step(f"building {config.runner_image} (runner/Dockerfile, target act)")
+    report = images.build(config, dockerfile, "act", config.runner_image, offline)
+    print(report.line(), flush=True)
+    return report
+
+
 @ci_task(help={"python": "Prefix of a host CPython 3.12 for the offline stand-in base"})
 def setup(c: Context, python: str | None = None) -> None:
     """Install host prerequisites (docker buildx/compose plugins, mmdebstrap) and the base image."""
@@ -255,6 +276,58 @@ def shell(c: Context, cmd: str = "") -> None:
 
 
 @ci_task
+def build_runner(c: Context) -> None:
+    """Build the runner image (runner/Dockerfile, target act) that act runs jobs in."""
+    config = _config()
+    _docker_ready(config)
+    _build_runner(config)
+
+
+@ci_task(
+    help={
+        "job": "run only this job",
+        "workflow": "workflow file in .github/workflows (default ci.yml)",
+        "event": "event that triggers the run (default push)",
+        "list": "list the workflow's jobs and exit",
+        "dry-run": "let act plan the run without starting jobs",
+        "include-untracked": "also carry untracked files (a push would not)",
+    }
+)
+def act_ci(
+    c: Context,
+    job: str = "",
+    workflow: str = "ci.yml",
+    event: str = "push",
+    list: bool = False,
+    dry_run: bool = False,
+    include_untracked: bool = False,
+) -> None:
+    """Run the real GitHub Actions workflow offline through act, in the same images."""
+    from ciparity import act
+
+    config = _config()
+    options = act.Options(workflow, job, event, include_untracked, dry_run)
+    path = act.validate(config.root, options)
+    if list:
+        for name in act.workflow_jobs(path):
+            print(name)
+        return
+    _docker_ready(config)
+    # Both images are (re)built: from cache that takes a second, and a stale runner image would
+    # make act test yesterday's environment.
+    _build_ci(config)
+    _build_runner(config)
+    started = time.monotonic()
+    rows = act.run(config, options, config.reports_dir / ".act")
+    table = act.rows_table(rows)
+    table.append(console.Row("total", "", time.monotonic() - started))
+    console.summary(f"act {options.event} {path.name}", table)
+    failed = [r.job for r in rows if r.result != "success"]
+    if failed or not rows:
+        raise Exit(f"ciparity: act-ci failed: {', '.join(failed) or 'no job ran'}", 1)
+
+
+@ci_task
 def clean(c: Context) -> None:
     """Remove every container, volume and network labelled ciparity.managed=1."""
     config = _config()
@@ -287,5 +360,18 @@ def bench(c: Context, output: str = "") -> None:
 
 
 ns = Collection(
-    setup, base, build, lint, typecheck, security, test, ci, shell, clean, doctor, bench
+    setup,
+    base,
+    build,
+    build_runner,
+    lint,
+    typecheck,
+    security,
+    test,
+    ci,
+    act_ci,
+    shell,
+    clean,
+    doctor,
+    bench,
 )

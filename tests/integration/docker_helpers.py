@@ -72,7 +72,9 @@ def copy_fixture(name: str, dest: Path) -> Path:
 
 
 def invoke_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CIPARITY_")}
+    # Hermetic: not this run's settings, nor the CI system's variables (a job summary file, say).
+    prefixes = ("CIPARITY_", "GITHUB_", "RUNNER_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     # The fixture's tasks.py imports ciparity from this checkout.
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
     env.update(extra or {})

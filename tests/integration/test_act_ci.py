@@ -1,0 +1,70 @@
+"""`invoke act-ci` reproduces the classic hosted-runner failures offline, and their fixes pass."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from docker_helpers import copy_fixture, invoke, managed
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+
+CASES = {
+    "act_permissions": ("write a report from the CI image", "Permission denied"),
+    "act_paths": (
+        "read data prepared by an earlier step",
+        "bind source path does not exist: /home/runner/ciparity-data",
+    ),
+    "act_env": ("run the code under test", "KeyError: 'API_URL'"),
+}
+
+
+def _git_repo(path: Path) -> None:
+    env = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    for argv in (["init", "-q", "-b", "main"], ["add", "-A"], [*env, "commit", "-q", "-m", "x"]):
+        subprocess.run(["git", "-C", str(path), *argv], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("fixture", sorted(CASES))
+def test_broken_fails_at_the_expected_step_and_fixed_passes(fixture: str, shared_dir: Path) -> None:
+    step, error = CASES[fixture]
+    repo = copy_fixture(fixture, shared_dir)
+    _git_repo(repo)
+
+    broken = invoke(["act-ci", "--job", "broken"], repo)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    failing = [line for line in broken.stdout.splitlines() if line.startswith("[broken]")]
+    text = "\n".join(failing)
+    assert error in text, text
+    assert f"Failure - Main {step}" in text, text
+    assert broken.stderr.strip().splitlines()[-1] == "ciparity: act-ci failed: broken"
+
+    fixed = invoke(["act-ci", "--job", "fixed"], repo)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert any(line.split()[:2] == ["fixed", "success"] for line in fixed.stdout.splitlines())
+
+    assert managed(repo) == []
+    assert not (repo / "reports" / ".act").exists() or not any(
+        (repo / "reports" / ".act").iterdir()
+    )
+
+
+def test_bad_input_is_one_line(shared_dir: Path) -> None:
+    repo = copy_fixture("act_env", shared_dir)
+    _git_repo(repo)
+    cases = {
+        ("--job", "nope"): "ciparity: error: no job 'nope' in ci.yml (jobs: broken, fixed)",
+        ("--workflow", "nope.yml"): "ciparity: error: no workflow 'nope.yml' (known: ci.yml)",
+        ("--event", "pish"): "ciparity: error: unknown event 'pish'",
+    }
+    for args, message in cases.items():
+        done = invoke(["act-ci", *args], repo)
+        assert done.returncode == 2
+        assert "Traceback" not in done.stderr
+        assert done.stderr.strip().startswith(message), done.stderr
+    (repo / ".github" / "workflows" / "ci.yml").write_text("jobs:\n  a: [\n")
+    done = invoke(["act-ci"], repo)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("ciparity: error: "), done.stderr
+    assert "ci.yml:3: malformed YAML" in done.stderr

@@ -1,0 +1,207 @@
+"""act-ci without an engine: validation, the snapshot, remote-action stand-ins, argv, JSON log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FakeRun
+
+from ciparity import act
+from ciparity.errors import CiparityError, ConfigError
+
+WORKFLOW = """name: ci
+on: [push]
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@abc123 # v4
+      - if: ${{ !env.ACT }}
+        uses: docker/build-push-action@def456 # v6
+  lint:
+    needs: build
+    runs-on: ubuntu-latest
+    steps:
+      - uses: owner/repo/sub/dir@v1
+      - run: echo hi
+"""
+
+
+def _git(root: Path, *args: str) -> None:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    subprocess.run(["git", "-C", str(root), *args], check=True, env=env, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / ".github" / "workflows").mkdir(parents=True)
+    (root / ".github" / "workflows" / "ci.yml").write_text(WORKFLOW)
+    (root / "tracked.txt").write_text("committed\n")
+    (root / "gone.txt").write_text("deleted later\n")
+    (root / ".gitignore").write_text("ignored.txt\n")
+    (root / "docker" / "wheelhouse").mkdir(parents=True)
+    (root / "docker" / "wheelhouse" / "a.whl").write_text("wheel")
+    (root / "docker" / "wheelhouse" / ".gitignore").write_text("*\n!.gitignore\n")
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", "tracked.txt", "gone.txt", ".gitignore", ".github", "docker")
+    _git(root, "commit", "-q", "-m", "one")
+    _git(root, "remote", "add", "origin", "https://example.invalid/team/project.git")
+    (root / "tracked.txt").write_text("changed, not committed\n")
+    (root / "gone.txt").unlink()
+    (root / "staged.txt").write_text("new and staged\n")
+    _git(root, "add", "staged.txt")
+    (root / "untracked.txt").write_text("forgot to add\n")
+    (root / "ignored.txt").write_text("ignored\n")
+    return root
+
+
+def test_snapshot_carries_what_a_push_would(repo: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "snap"
+    untracked = act.snapshot(repo, dest)
+    assert untracked == ["untracked.txt"]
+    assert (dest / "tracked.txt").read_text() == "changed, not committed\n"
+    assert (dest / "staged.txt").exists()
+    assert not (dest / "gone.txt").exists()
+    assert not (dest / "untracked.txt").exists()
+    assert not (dest / "ignored.txt").exists()
+    assert (dest / "docker" / "wheelhouse" / "a.whl").exists(), "offline builds need the wheels"
+    log = subprocess.run(
+        ["git", "-C", str(dest), "log", "--oneline"], capture_output=True, text=True, check=True
+    )
+    assert len(log.stdout.splitlines()) == 1, "history as shallow as fetch-depth 1"
+    remote = subprocess.run(
+        ["git", "-C", str(dest), "remote", "get-url", "origin"], capture_output=True, text=True
+    )
+    assert remote.stdout.strip() == "https://example.invalid/team/project.git"
+    assert (repo / "untracked.txt").exists() and (repo / "tracked.txt").read_text().startswith(
+        "changed"
+    ), "the checkout itself is untouched"
+
+
+def test_snapshot_with_untracked(repo: Path, tmp_path: Path) -> None:
+    act.snapshot(repo, tmp_path / "snap", include_untracked=True)
+    assert (tmp_path / "snap" / "untracked.txt").exists()
+    assert not (tmp_path / "snap" / "ignored.txt").exists()
+
+
+def test_snapshot_outside_git(tmp_path: Path) -> None:
+    with pytest.raises(CiparityError, match="is not a git checkout"):
+        act.snapshot(tmp_path, tmp_path / "snap")
+
+
+def test_validate(repo: Path) -> None:
+    assert act.validate(repo, act.Options()) == repo / ".github" / "workflows" / "ci.yml"
+    assert act.workflow_jobs(repo / ".github" / "workflows" / "ci.yml") == ["build", "lint"]
+    with pytest.raises(ConfigError, match=r"no workflow 'nope.yml' \(known: ci.yml\)"):
+        act.validate(repo, act.Options(workflow="nope.yml"))
+    with pytest.raises(ConfigError, match=r"no job 'deploy' in ci.yml \(jobs: build, lint\)"):
+        act.validate(repo, act.Options(job="deploy"))
+    with pytest.raises(ConfigError, match="unknown event 'pish'"):
+        act.validate(repo, act.Options(event="pish"))
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text("name: x\njobs:\n  a:\n    steps: [\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:5: malformed YAML"):
+        act.workflow_jobs(path)
+    path.write_text("name: only\n")
+    with pytest.raises(ConfigError, match="no jobs"):
+        act.workflow_jobs(path)
+
+
+def test_stub_actions_stand_in_for_every_remote_action_but_checkout(
+    repo: Path, tmp_path: Path
+) -> None:
+    assert act.remote_actions(repo) == [
+        ("docker/build-push-action", "", "def456"),
+        ("owner/repo", "sub/dir", "v1"),
+    ]
+    flags = act.stub_actions(repo, tmp_path / "stubs")
+    build = tmp_path / "stubs" / "docker__build-push-action@def456"
+    sub = tmp_path / "stubs" / "owner__repo@v1"
+    assert flags == [
+        "--local-repository",
+        f"docker/build-push-action@def456={build}",
+        "--local-repository",
+        f"owner/repo@v1={sub}",
+    ]
+    stub = (sub / "sub" / "dir" / "action.yml").read_text()
+    assert "owner/repo/sub/dir@v1 cannot be fetched offline" in stub and "exit 1" in stub
+    assert "${{" not in stub, "act would evaluate an expression inside the message"
+
+
+def test_act_argv() -> None:
+    options = act.Options(job="lint", event="pull_request", dry_run=True)
+    argv = act.act_argv("act", Path("/s/.github/workflows/ci.yml"), options, "L", 105, ["-x"])
+    assert argv == [
+        "act",
+        "pull_request",
+        "-W",
+        "/s/.github/workflows/ci.yml",
+        "--json",
+        "--bind",
+        "--rm",
+        "--container-options",
+        "--label ciparity.managed=1 --label ciparity.act=L --group-add 105",
+        "-j",
+        "lint",
+        "--dryrun",
+        "-x",
+    ]
+
+
+def _line(**fields: Any) -> str:
+    return json.dumps(fields)
+
+
+def test_parse_log() -> None:
+    lines = [
+        _line(level="info", msg="Using docker host", time="2026-11-26T12:00:00Z"),
+        _line(jobID="build", msg="Run Set up job", time="2026-11-26T12:00:01Z"),
+        "not json",
+        _line(jobID="lint", msg="Run", time="2026-11-26T12:00:05Z"),
+        _line(jobID="build", jobResult="success", time="2026-11-26T12:00:11Z"),
+        _line(jobID="lint", jobResult="failure", time="2026-11-26T12:00:07.5Z"),
+        _line(jobID="test", msg="started, never ended", time="2026-11-26T12:00:08Z"),
+    ]
+    assert act.parse_log(lines) == [
+        act.JobRow("build", "success", 10.0),
+        act.JobRow("lint", "failure", 2.5),
+        act.JobRow("test", "unfinished", 0.0),
+    ]
+
+
+def test_find_act_checks_the_pinned_version(
+    fake_run: FakeRun, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(act.sys, "executable", str(tmp_path / "python"))
+    (tmp_path / "act").write_text("")
+    fake_run.on(str(tmp_path / "act"), "--version", stdout="act version 0.2.89\n")
+    assert act.find_act() == str(tmp_path / "act")
+    fake_run.on(str(tmp_path / "act"), "--version", stdout="act version 0.2.70\n")
+    with pytest.raises(CiparityError, match="is act 0.2.70, this project pins 0.2.89"):
+        act.find_act()
+    (tmp_path / "act").unlink()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(CiparityError, match="act is not installed"):
+        act.find_act()
+
+
+def test_act_error_prefers_acts_own_error_line() -> None:
+    out = "\n".join([_line(level="info", msg="x"), "Error: Job 'lint' failed", "tail"])
+    assert act._act_error(out) == "Error: Job 'lint' failed"
+    out = _line(level="fatal", msg="EOF\n")
+    assert act._act_error(out) == "EOF"
