@@ -6,7 +6,13 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
+
+# Reading our own reports; bandit's warning is about untrusted XML.
+from xml.etree import ElementTree  # nosec B405
+
+TEST_COUNTS = ("tests", "failures", "errors", "skipped")
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,30 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     return "\n".join(lines) + "\n"
 
 
-def summary(title: str, rows: Sequence[Row], out: IO[str] | None = None) -> None:
-    """Print the end-of-run table; inside GitHub Actions also append it to the job summary."""
+def reports_summary(reports: Path) -> str:
+    """Markdown lines for the JUnit and coverage reports in `reports` ('' when there are none)."""
+    lines = []
+    junit = reports / "junit.xml"
+    if junit.is_file():
+        # Our own run's report, not input from elsewhere.
+        root = ElementTree.parse(junit).getroot()  # nosec B314
+        suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+        count = {k: sum(int(s.get(k, 0) or 0) for s in suites) for k in TEST_COUNTS}
+        passed = count["tests"] - count["failures"] - count["errors"] - count["skipped"]
+        lines.append(
+            f"**Tests:** {passed} passed, {count['failures']} failed, {count['errors']} errors,"
+            f" {count['skipped']} skipped"
+        )
+    coverage = reports / "coverage.xml"
+    if coverage.is_file():
+        rate = float(ElementTree.parse(coverage).getroot().get("line-rate", 0))  # nosec B314
+        lines.append(f"**Coverage:** {rate:.1%} of lines")
+    return "".join(line + "\n\n" for line in lines)
+
+
+def summary(title: str, rows: Sequence[Row], out: IO[str] | None = None, extra: str = "") -> None:
+    """Print the end-of-run table; inside GitHub Actions also append it (and `extra`, Markdown)
+    to the job summary."""
     headers = ("check", "result", "seconds")
     cells = [(r.name, r.result, f"{r.seconds:.1f}") for r in rows]
     print("\n" + format_table(headers, cells), file=out or sys.stdout, flush=True)
@@ -72,7 +100,7 @@ def summary(title: str, rows: Sequence[Row], out: IO[str] | None = None) -> None
     if path and in_github_actions():
         try:
             with open(path, "a", encoding="utf-8") as handle:
-                handle.write(f"### {title}\n\n" + markdown_table(headers, cells) + "\n")
+                handle.write(f"### {title}\n\n" + markdown_table(headers, cells) + "\n" + extra)
         except OSError as exc:
             # A run nested in a job's container inherits the variable but not the file.
             print(

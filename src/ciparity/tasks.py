@@ -184,7 +184,8 @@ def _one_check(name: str, **flags: Any) -> None:
     _docker_ready(config)
     _ensure_image(config)
     row = checks.run_check(name, config, _mode(config), options)
-    console.summary(name, [row])
+    extra = console.reports_summary(config.reports_dir) if name == "test" else ""
+    console.summary(name, [row], extra=extra)
     if row.result != "passed":
         raise Exit(f"ciparity: {name} failed", int(row.detail or 1) or 1)
 

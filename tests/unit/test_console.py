@@ -126,3 +126,15 @@ def test_summary_file_missing_in_a_nested_run_is_a_warning(
     console.summary("ciparity ci", ROWS, io.StringIO())
     err = capsys.readouterr().err
     assert err == f"ciparity: warning: no job summary written (No such file or directory: {path})\n"
+
+
+def test_reports_summary_counts_tests_and_coverage(tmp_path: Path) -> None:
+    assert console.reports_summary(tmp_path) == ""
+    (tmp_path / "junit.xml").write_text(
+        '<testsuites><testsuite tests="10" failures="2" errors="1" skipped="3"/>'
+        '<testsuite tests="5" failures="0" errors="0" skipped="0"/></testsuites>'
+    )
+    (tmp_path / "coverage.xml").write_text('<coverage line-rate="0.9731"/>')
+    assert console.reports_summary(tmp_path) == (
+        "**Tests:** 9 passed, 2 failed, 1 errors, 3 skipped\n\n**Coverage:** 97.3% of lines\n\n"
+    )
