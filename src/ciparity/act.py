@@ -29,6 +29,7 @@ from ciparity.config import Config
 from ciparity.errors import CiparityError, ConfigError
 
 ACT_VERSION = "0.2.89"
+RUNNER_UID = 1001
 WORKFLOWS = Path(".github") / "workflows"
 # The events a workflow can be triggered by that make sense offline.
 EVENTS = (
@@ -338,11 +339,96 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
         _copy_reports(snap, config.reports_dir / "act")
         if not result.ok and not any(r.result == "failure" for r in rows):
             raise CiparityError(f"act failed: {_act_error(result.stdout)}")
+        if any(r.result == "failure" for r in rows):
+            # Kept for `invoke shell --job J`: the failed job's workspace as its steps left it.
+            remove_snapshot(config, last_failed(workdir))
+            snap.rename(last_failed(workdir))
+            # act gave it to the runner's uid; hand it back so the user can delete reports/.
+            chown(config, last_failed(workdir), container.current_user())
+            print(
+                "ciparity: the failed run's workspace is kept: `invoke shell --job JOB` opens it",
+                file=sys.stderr,
+            )
         return rows
     finally:
         remove_labelled(config.docker, label)
         remove_snapshot(config, snap)
         shutil.rmtree(stubs, ignore_errors=True)
+
+
+def last_failed(workdir: Path) -> Path:
+    """Where the snapshot of the last failed run is kept."""
+    return workdir / "last-failed"
+
+
+def job_env(path: Path, job: str, workspace: Path) -> dict[str, str]:
+    """The variables a job's steps see under act: the workflow's and the job's `env`, and act's
+    own GITHUB_*/RUNNER_* (the expression `${{ github.job }}` resolved, others kept as text)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    declared = {**(data.get("env") or {}), **(data["jobs"][job].get("env") or {})}
+    env = {
+        str(k): str(v).replace("${{ github.job }}", job).replace("${{github.job}}", job)
+        for k, v in declared.items()
+    }
+    env.update(
+        CI="true",
+        ACT="true",
+        GITHUB_ACTIONS="true",
+        GITHUB_JOB=job,
+        GITHUB_WORKSPACE=str(workspace),
+        RUNNER_OS="Linux",
+        RUNNER_TEMP="/tmp",
+        HOME="/home/runner",
+    )
+    return env
+
+
+def job_shell_spec(
+    config: Config, path: Path, job: str, workspace: Path, command: Sequence[str], tty: bool
+) -> container.Spec:
+    """A container of the runner image as job `job` sees it: its user, workspace and env."""
+    env = job_env(path, job, workspace)
+    extra = ["-v", f"{workspace}:{workspace}", "-w", str(workspace)]
+    gid = _socket_gid()
+    return container.Spec(
+        image=config.runner_image,
+        command=tuple(command),
+        user=f"{RUNNER_UID}:{RUNNER_UID}",
+        env=env,
+        socket=container.docker_socket(),
+        labels={"ciparity.shell": job},
+        interactive=tty,
+        extra_args=tuple(extra + (["--group-add", str(gid)] if gid is not None else [])),
+    )
+
+
+def prepare_job_workspace(config: Config, workdir: Path) -> tuple[Path, bool]:
+    """The last failed run's workspace if kept, else a fresh snapshot owned by the runner's user.
+
+    Returns (path, fresh): a fresh one is removed after the shell.
+    """
+    kept = last_failed(workdir)
+    if kept.is_dir():
+        snap, fresh = kept, False
+    else:
+        snap, fresh = workdir / f"shell-{secrets.token_hex(6)}", True
+        snapshot(config.root, snap)
+    # What act does before a job's first step: the workspace belongs to the job's user.
+    chown(config, snap, f"{RUNNER_UID}:{RUNNER_UID}")
+    return snap, fresh
+
+
+def chown(config: Config, path: Path, owner: str) -> None:
+    """Give `path` to uid:gid `owner`, through a root container (no sudo on the host)."""
+    spec = container.Spec(
+        image=config.runner_image,
+        command=("chown", "-R", owner, str(path)),
+        user="0:0",
+        extra_args=("-v", f"{path}:{path}"),
+    )
+    result = container.run(spec, config.docker)
+    if not result.ok:
+        raise CiparityError(f"cannot hand {path} to {owner}: {proc.reason(result.stdout)}")
 
 
 def _act_error(output: str) -> str:

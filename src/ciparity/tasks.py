@@ -249,15 +249,25 @@ def ci(c: Context, parallel: bool = False, markers: str = "") -> None:
         raise Exit(f"ciparity: failed: {', '.join(failed)}", 1)
 
 
-@ci_task(help={"cmd": "run this one command instead of an interactive shell"})
-def shell(c: Context, cmd: str = "") -> None:
-    """A shell in the CI image with exactly the mounts, environment and user `test` uses."""
+@ci_task(
+    help={
+        "cmd": "run this one command instead of an interactive shell",
+        "job": "open the runner image as this workflow job sees it (user, workspace, env)",
+        "workflow": "with --job: the workflow file (default ci.yml)",
+    }
+)
+def shell(c: Context, cmd: str = "", job: str = "", workflow: str = "ci.yml") -> None:
+    """A shell in the CI image with exactly the mounts, environment and user `test` uses;
+    with --job, in the runner image as that act job sees it (after a failed act-ci: its state)."""
     config = _config()
     _docker_ready(config)
-    _ensure_image(config)
-    mode = _mode(config)
     command = shlex.split(cmd) if cmd else ["bash"]
     interactive = not cmd and sys.stdin.isatty()
+    if job:
+        _job_shell(config, job, workflow, command, interactive)
+        return
+    _ensure_image(config)
+    mode = _mode(config)
     spec = checks.spec("test", config, mode, interactive=interactive, command=command)
     spec = spec.with_name()
     if mode == "bind":
@@ -268,12 +278,39 @@ def shell(c: Context, cmd: str = "") -> None:
             + proc.quote(container.create_argv(spec, config.docker)),
             file=sys.stderr,
         )
+    _attach(config, spec, interactive)
+
+
+def _attach(config: Config, spec: container.Spec, interactive: bool) -> None:
     with container.Container(spec, config.docker) as box:
         box.copy_in()
         code = box.start_interactive() if interactive else box.start(tee=sys.stdout).returncode
         box.copy_out()
     if code:
         raise Exit(code=code)
+
+
+def _job_shell(
+    config: Config, job: str, workflow: str, command: list[str], interactive: bool
+) -> None:
+    from ciparity import act
+
+    path = act.validate(config.root, act.Options(workflow=workflow, job=job))
+    if images.inspect_label(config.docker, config.runner_image, "") is None:
+        _build_runner(config)
+    workdir = config.reports_dir / ".act"
+    workspace, fresh = act.prepare_job_workspace(config, workdir)
+    if not fresh:
+        print(f"workspace of the last failed act-ci run: {workspace}", file=sys.stderr)
+    try:
+        spec = act.job_shell_spec(config, path, job, workspace, command, interactive).with_name()
+        print("equivalent: " + proc.quote(container.run_argv(spec, config.docker)), file=sys.stderr)
+        _attach(config, spec, interactive)
+    finally:
+        if fresh:
+            act.remove_snapshot(config, workspace)
+        else:
+            act.chown(config, workspace, container.current_user())
 
 
 @ci_task

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from docker_helpers import copy_fixture, invoke, managed
+from docker_helpers import copy_fixture, invoke, managed, owners
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -45,9 +46,9 @@ def test_broken_fails_at_the_expected_step_and_fixed_passes(fixture: str, shared
     assert any(line.split()[:2] == ["fixed", "success"] for line in fixed.stdout.splitlines())
 
     assert managed(repo) == []
-    assert not (repo / "reports" / ".act").exists() or not any(
-        (repo / "reports" / ".act").iterdir()
-    )
+    # Only the failed run's workspace is kept (for `invoke shell --job`), and it is ours.
+    assert [p.name for p in (repo / "reports" / ".act").iterdir()] == ["last-failed"]
+    assert owners(repo / "reports") == {os.getuid()}
 
 
 def test_bad_input_is_one_line(shared_dir: Path) -> None:
@@ -68,3 +69,19 @@ def test_bad_input_is_one_line(shared_dir: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().startswith("ciparity: error: "), done.stderr
     assert "ci.yml:3: malformed YAML" in done.stderr
+
+
+def test_shell_opens_the_failed_job_as_it_saw_things(shared_dir: Path) -> None:
+    repo = copy_fixture("act_env", shared_dir)
+    _git_repo(repo)
+    assert invoke(["act-ci", "--job", "broken"], repo).returncode == 1
+    script = 'id -u; pwd; echo "url=$API_URL"; ls -ld .; docker version --format ok'
+    done = invoke(["shell", "--job", "broken", "--cmd", f"sh -c '{script}'"], repo)
+    assert done.returncode == 0, done.stdout + done.stderr
+    kept = repo / "reports" / ".act" / "last-failed"
+    lines = done.stdout.splitlines()
+    assert lines[:3] == ["1001", str(kept), "url=https://api.example.invalid"]
+    assert " runner runner " in lines[3] and lines[4] == "ok"
+    assert "workspace of the last failed act-ci run" in done.stderr
+    assert owners(repo / "reports") == {os.getuid()}, "handed back after the shell"
+    assert managed(repo) == []

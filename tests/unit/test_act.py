@@ -205,3 +205,22 @@ def test_act_error_prefers_acts_own_error_line() -> None:
     assert act._act_error(out) == "Error: Job 'lint' failed"
     out = _line(level="fatal", msg="EOF\n")
     assert act._act_error(out) == "EOF"
+
+
+def test_job_env_and_shell_spec(repo: Path, make_config: Any, monkeypatch: Any) -> None:
+    path = repo / ".github" / "workflows" / "ci.yml"
+    path.write_text(
+        "env:\n  A: top\n  REPORTS: reports/${{ github.job }}\n"
+        "jobs:\n  lint:\n    env:\n      A: job\n    steps: []\n"
+    )
+    env = act.job_env(path, "lint", Path("/ws"))
+    assert env["A"] == "job" and env["REPORTS"] == "reports/lint"
+    assert (env["GITHUB_WORKSPACE"], env["GITHUB_JOB"], env["ACT"]) == ("/ws", "lint", "true")
+    monkeypatch.setattr(act, "_socket_gid", lambda: 105)
+    spec = act.job_shell_spec(make_config(), path, "lint", Path("/ws"), ["bash"], True)
+    assert (spec.image, spec.user, spec.interactive) == (
+        "ciparity-runner:latest",
+        "1001:1001",
+        True,
+    )
+    assert spec.extra_args == ("-v", "/ws:/ws", "-w", "/ws", "--group-add", "105")
