@@ -85,3 +85,15 @@ def test_shell_opens_the_failed_job_as_it_saw_things(shared_dir: Path) -> None:
     assert "workspace of the last failed act-ci run" in done.stderr
     assert owners(repo / "reports") == {os.getuid()}, "handed back after the shell"
     assert managed(repo) == []
+
+
+def test_runner_image_missing_and_not_buildable(shared_dir: Path) -> None:
+    repo = copy_fixture("act_env", shared_dir)
+    _git_repo(repo)
+    done = invoke(["act-ci"], repo, env={"CIPARITY_RUNNER_IMAGE": "ciparity-it-no-runner:1"})
+    assert done.returncode == 3
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "ciparity: error: no runner/Dockerfile here and image ciparity-it-no-runner:1 is missing:"
+        " run `invoke build-runner` in the ciparity checkout"
+    ]
