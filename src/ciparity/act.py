@@ -283,17 +283,6 @@ def _socket_gid() -> int | None:
         return None
 
 
-def remove_labelled(docker: str, label: str) -> None:
-    """Remove the containers and volumes of one act run (after Ctrl-C, act leaves them)."""
-    for listing, removal in (
-        (["ps", "-aq"], ["rm", "-f", "-v"]),
-        (["volume", "ls", "-q"], ["volume", "rm", "-f"]),
-    ):
-        ids = proc.run([docker, *listing, "--filter", f"label=ciparity.act={label}"]).stdout.split()
-        if ids:
-            proc.run([docker, *removal, *ids])
-
-
 def remove_snapshot(config: Config, path: Path) -> None:
     """Remove the snapshot, which act chowned to the runner's uid, through a root container."""
     if not path.exists():
@@ -351,7 +340,7 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
             )
         return rows
     finally:
-        remove_labelled(config.docker, label)
+        container.remove_managed(config.docker, f"ciparity.act={label}")
         remove_snapshot(config, snap)
         shutil.rmtree(stubs, ignore_errors=True)
 

@@ -326,15 +326,15 @@ def remembered_workspace_mode(
     return mode
 
 
-def remove_managed(docker: str = "docker") -> tuple[int, int, int]:
-    """Remove every container, volume and network labelled ciparity.managed=1 (after a crash)."""
+def remove_managed(docker: str = "docker", label: str = f"{MANAGED}=1") -> tuple[int, int, int]:
+    """Remove every container, volume and network carrying `label` (default: all of ours)."""
     counts = []
     for listing, removal in (
         (["ps", "-aq"], ["rm", "-f", "-v"]),
         (["volume", "ls", "-q"], ["volume", "rm", "-f"]),
         (["network", "ls", "-q"], ["network", "rm"]),
     ):
-        found = proc.run([docker, *listing, "--filter", f"label={MANAGED}=1"])
+        found = proc.run([docker, *listing, "--filter", f"label={label}"])
         if not found.ok:
             raise DockerError(f"docker: {proc.reason(found.stderr)}")
         ids = found.stdout.split()

@@ -91,54 +91,46 @@ def _mode(config: Config) -> str:
     )
 
 
-def _build_ci(config: Config, python: str | None = None) -> images.BuildReport | None:
-    """Build the CI image; a repository without docker/Dockerfile.ci uses a prebuilt image."""
-    if not (config.root / "docker" / "Dockerfile.ci").exists():
-        if images.inspect_label(config.docker, config.image, "") is None:
-            raise DockerError(
-                f"no docker/Dockerfile.ci here and image {config.image} is missing:"
-                " build it in the ciparity checkout or set `image` in [tool.ciparity]"
-            )
-        print(f"using prebuilt {config.image} (no docker/Dockerfile.ci here)", flush=True)
+def _build_image(
+    config: Config,
+    dockerfile: str,
+    target: str,
+    tag: str,
+    missing_hint: str,
+    python: str | None = None,
+) -> images.BuildReport | None:
+    """Build one image; a repository without its Dockerfile uses a prebuilt image of that tag."""
+    path = config.root / dockerfile
+    if not path.exists():
+        if images.inspect_label(config.docker, tag, "") is None:
+            raise DockerError(f"no {dockerfile} here and image {tag} is missing: {missing_hint}")
+        print(f"using prebuilt {tag} (no {dockerfile} here)", flush=True)
         return None
     base = images.ensure_base(config, python)
     offline = images.offline(config, base)
     if offline:
         images.fill_wheelhouse(config)
-    console.step(
-        f"building {config.image} on {base.ref} ({base.kind}{', offline' if offline else ''})"
-    )
-    report = images.build(
-        config, config.root / "docker" / "Dockerfile.ci", "ci", config.image, offline
-    )
+    console.step(f"building {tag} on {base.ref} ({base.kind}{', offline' if offline else ''})")
+    report = images.build(config, path, target, tag, offline)
     print(report.line(), flush=True)
     return report
+
+
+def _build_ci(config: Config, python: str | None = None) -> images.BuildReport | None:
+    """The CI image (docker/Dockerfile.ci, target ci)."""
+    hint = "build it in the ciparity checkout or set `image` in [tool.ciparity]"
+    return _build_image(config, "docker/Dockerfile.ci", "ci", config.image, hint, python)
+
+
+def _build_runner(config: Config) -> images.BuildReport | None:
+    """The runner image (runner/Dockerfile, target act)."""
+    hint = "run `invoke build-runner` in the ciparity checkout"
+    return _build_image(config, "runner/Dockerfile", "act", config.runner_image, hint)
 
 
 def _ensure_image(config: Config) -> None:
     if images.inspect_label(config.docker, config.image, "") is None:
         _build_ci(config)
-
-
-def _build_runner(config: Config) -> images.BuildReport | None:
-    """Build the runner image; a repository without runner/Dockerfile uses a prebuilt one."""
-    dockerfile = config.root / "runner" / "Dockerfile"
-    if not dockerfile.exists():
-        if images.inspect_label(config.docker, config.runner_image, "") is None:
-            raise DockerError(
-                f"no runner/Dockerfile here and image {config.runner_image} is missing:"
-                " run `invoke build-runner` in the ciparity checkout"
-            )
-        print(f"using prebuilt {config.runner_image} (no runner/Dockerfile here)", flush=True)
-        return None
-    base = images.ensure_base(config)
-    offline = images.offline(config, base)
-    if offline:
-        images.fill_wheelhouse(config)
-    console.step(f"building {config.runner_image} (runner/Dockerfile, target act)")
-    report = images.build(config, dockerfile, "act", config.runner_image, offline)
-    print(report.line(), flush=True)
-    return report
 
 
 @ci_task(help={"python": "Prefix of a host CPython 3.12 for the offline stand-in base"})
