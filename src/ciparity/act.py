@@ -30,6 +30,8 @@ from ciparity.errors import CiparityError, ConfigError
 
 ACT_VERSION = "0.2.89"
 RUNNER_UID = 1001
+# The job container's own /tmp, which act sets as RUNNER_TEMP.
+JOB_TMP = "/tmp"  # nosec B108
 WORKFLOWS = Path(".github") / "workflows"
 # The events a workflow can be triggered by that make sense offline.
 EVENTS = (
@@ -366,7 +368,7 @@ def job_env(path: Path, job: str, workspace: Path) -> dict[str, str]:
         GITHUB_JOB=job,
         GITHUB_WORKSPACE=str(workspace),
         RUNNER_OS="Linux",
-        RUNNER_TEMP="/tmp",
+        RUNNER_TEMP=JOB_TMP,
         HOME="/home/runner",
     )
     return env
