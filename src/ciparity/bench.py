@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import shutil
 import statistics
@@ -23,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ciparity import checks, images, proc
+from ciparity import act, checks, images, proc
 from ciparity.config import Config
 from ciparity.console import markdown_table
 from ciparity.errors import CiparityError
@@ -128,4 +129,49 @@ def run(config: Config, output: Path) -> list[tuple[str, str]]:
     output.parent.mkdir(parents=True, exist_ok=True)
     text = f"# ciparity bench ({base.kind} base {base.ref})\n\n"
     output.write_text(text + markdown_table(("measure", "value"), rows), encoding="utf-8")
+    return rows
+
+
+def job_overheads(log_lines: list[str]) -> dict[str, float]:
+    """Seconds each job spent outside its own steps (container start, setup, teardown), from
+    act's JSON log: the job's span minus the run time act reports for its steps."""
+    spans = {row.job: row.seconds for row in act.parse_log(log_lines)}
+    steps: dict[str, float] = {}
+    for line in log_lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("jobID") and entry.get("executionTime"):
+            job = str(entry["jobID"])
+            steps[job] = steps.get(job, 0.0) + float(entry["executionTime"]) / 1e9
+    return {job: max(span - steps.get(job, 0.0), 0.0) for job, span in spans.items()}
+
+
+def run_act(config: Config, output: Path) -> list[tuple[str, str]]:
+    """Warm `invoke act-ci` against warm `invoke ci`, act's overhead per job, the runner image."""
+    env = {**os.environ, "CIPARITY_DEBUG": ""}
+    invoke = [sys.executable, "-m", "invoke"]
+    for task in ("act-ci", "ci"):  # warm-up: images built, caches filled
+        _timed([*invoke, task], config.root, env)
+    act_seconds, act_code = _timed([*invoke, "act-ci"], config.root, env)
+    log = (config.reports_dir / "act" / "act.log.jsonl").read_text(encoding="utf-8").splitlines()
+    ci_seconds, ci_code = _timed([*invoke, "ci"], config.root, env)
+    overheads = job_overheads(log)
+    rows = [
+        (f"warm `invoke act-ci` (exit {act_code})", f"{act_seconds:.1f} s"),
+        (f"warm `invoke ci` (exit {ci_code})", f"{ci_seconds:.1f} s"),
+        ("ratio act-ci / ci", f"{act_seconds / ci_seconds:.2f}x" if ci_seconds else "-"),
+        (
+            "act overhead per job (span minus its steps), median",
+            f"{statistics.median(overheads.values()):.1f} s" if overheads else "-",
+        ),
+        ("per job", ", ".join(f"{j} {s:.1f} s" for j, s in sorted(overheads.items()))),
+        (
+            f"{config.runner_image} size",
+            f"{images.image_size(config.docker, config.runner_image) / 1e6:.0f} MB",
+        ),
+    ]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("# ciparity bench: act-ci\n\n" + markdown_table(("measure", "value"), rows))
     return rows

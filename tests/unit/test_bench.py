@@ -65,3 +65,14 @@ def test_run_reports_medians_ratio_and_rebuild(
     assert edited_roots[2] != config.root, "the rebuild uses a copy; the checkout is not edited"
     assert (config.root / "src" / "demo" / "__init__.py").read_text() == ""
     assert out.read_text().startswith("# ciparity bench (official base python:3.12-slim)")
+
+
+def test_job_overheads_subtract_the_steps_own_time() -> None:
+    lines = [
+        '{"jobID": "lint", "time": "2026-11-26T12:00:00Z", "msg": "Set up job"}',
+        '{"jobID": "lint", "time": "2026-11-26T12:00:03Z", "executionTime": 1500000000}',
+        '{"jobID": "lint", "time": "2026-11-26T12:00:10Z", "executionTime": 6000000000}',
+        '{"jobID": "lint", "time": "2026-11-26T12:00:12Z", "jobResult": "success"}',
+        "plain text",
+    ]
+    assert bench.job_overheads(lines) == {"lint": 4.5}
