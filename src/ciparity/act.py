@@ -343,8 +343,29 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
         return rows
     finally:
         container.remove_managed(config.docker, f"ciparity.act={label}")
+        remove_job_volumes(config.docker, path, options.job)
         remove_snapshot(config, snap)
         shutil.rmtree(stubs, ignore_errors=True)
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_.-]+", "-", name).strip("-")
+
+
+def remove_job_volumes(docker: str, path: Path, job: str = "") -> None:
+    """Remove the volumes act made for this workflow's jobs (named `act-WORKFLOW-JOB-...`).
+
+    act labels no volume and leaves them behind when it is interrupted; `--container-options`
+    reaches only containers.
+    """
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    workflow = _sanitize(str(data.get("name") or path.name))
+    jobs = [job] if job else [str(j) for j in data["jobs"]]
+    prefixes = tuple(f"act-{workflow}-{_sanitize(j)}-" for j in jobs)
+    listing = proc.run([docker, "volume", "ls", "-q", "--filter", f"name=act-{workflow}-"])
+    doomed = [v for v in listing.stdout.split() if v.startswith(prefixes)]
+    if doomed:
+        proc.run([docker, "volume", "rm", "-f", *doomed])
 
 
 def last_failed(workdir: Path) -> Path:

@@ -64,3 +64,41 @@ def test_signal_during_a_build_stops_it_cleanly(signum: int, tmp_path: Path) -> 
     )
     assert image.returncode != 0, "an interrupted build must not tag an image"
     assert managed(repo) == []
+
+
+def _git_repo(path: Path) -> None:
+    env = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    for argv in (["init", "-q", "-b", "main"], ["add", "-A"], [*env, "commit", "-q", "-m", "x"]):
+        subprocess.run(["git", "-C", str(path), *argv], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize(
+    "signum, job", [(signal.SIGINT, "sleeper-int"), (signal.SIGTERM, "sleeper-term")]
+)
+def test_signal_during_act_ci_leaves_nothing(signum: int, job: str, shared_dir: Path) -> None:
+    repo = copy_fixture("act_slow", shared_dir)
+    _git_repo(repo)
+    process = _start(["act-ci", "--job", job], repo)
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "sleeping-now" in line:
+                break
+        else:
+            pytest.fail("the job never reached its slow step:\n" + "".join(lines))
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum, err
+    assert err.strip().splitlines()[-1] == "ciparity: interrupted; containers removed"
+    assert "Traceback" not in err
+    for kind in (["ps", "-aq"], ["volume", "ls", "-q"]):
+        left = subprocess.run(
+            ["docker", *kind, "--filter", f"name=act-slow-{job}-"], capture_output=True, text=True
+        )
+        assert left.stdout.split() == [], f"act left {kind[0]} behind"
+    act_dir = repo / "reports" / ".act"
+    assert not act_dir.exists() or list(act_dir.iterdir()) == []

@@ -224,3 +224,28 @@ def test_job_env_and_shell_spec(repo: Path, make_config: Any, monkeypatch: Any) 
         True,
     )
     assert spec.extra_args == ("-v", "/ws:/ws", "-w", "/ws", "--group-add", "105")
+
+
+def test_remove_job_volumes_only_this_workflows_jobs(repo: Path, fake_run: FakeRun) -> None:
+    path = repo / ".github" / "workflows" / "ci.yml"
+    fake_run.on(
+        "docker",
+        "volume",
+        "ls",
+        stdout="act-ci-build-1a-env\nact-ci-lint-2b-env\nact-ci-builder-3c-env\nact-cix-build-4d\n",
+    )
+    act.remove_job_volumes("docker", path, "build")
+    assert fake_run.argvs == [
+        ["docker", "volume", "ls", "-q", "--filter", "name=act-ci-"],
+        ["docker", "volume", "rm", "-f", "act-ci-build-1a-env"],
+    ]
+    fake_run.calls.clear()
+    act.remove_job_volumes("docker", path)
+    assert fake_run.argvs[-1] == [
+        "docker",
+        "volume",
+        "rm",
+        "-f",
+        "act-ci-build-1a-env",
+        "act-ci-lint-2b-env",
+    ]
