@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -37,13 +38,24 @@ def test_daemon_unreachable(tmp_path: Path) -> None:
     assert _one_line(done.stderr).startswith("ciparity: error: the Docker daemon is unreachable")
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as a user without socket access")
 def test_socket_permission_denied(tmp_path: Path) -> None:
-    require_python_for_others()
-    repo = Path(tempfile.mkdtemp(prefix="ciparity-it-", dir="/tmp"))
-    os.chmod(repo, 0o755)
-    repo = copy_fixture("sample_good", repo)
-    done = invoke(["lint"], repo, env={"HOME": "/tmp"}, user=4242, no_socket_group=True)
+    """As root: a user (4242) outside the socket's group. Otherwise (a runner's uid 1001, say):
+    a daemon socket this user may not open. Root would pass the second one, so it takes the first.
+    """
+    if os.getuid() == 0:
+        require_python_for_others()
+        repo = Path(tempfile.mkdtemp(prefix="ciparity-it-", dir="/tmp"))
+        os.chmod(repo, 0o755)
+        repo = copy_fixture("sample_good", repo)
+        done = invoke(["lint"], repo, env={"HOME": "/tmp"}, user=4242, no_socket_group=True)
+    else:
+        repo = copy_fixture("sample_good", tmp_path)
+        closed = tmp_path / "closed.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+            server.bind(str(closed))
+            server.listen(1)
+            os.chmod(closed, 0)
+            done = invoke(["lint"], repo, env={"DOCKER_HOST": f"unix://{closed}"})
     assert done.returncode == 3
     line = _one_line(done.stderr)
     assert line.startswith("ciparity: error: permission denied on the Docker socket")

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from docker_helpers import copy_fixture, invoke_env, managed, wait_for
+from docker_helpers import FIXTURES, copy_fixture, invoke_env, managed, wait_for
+
+from ciparity import container
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -102,3 +104,54 @@ def test_signal_during_act_ci_leaves_nothing(signum: int, job: str, shared_dir: 
         assert left.stdout.split() == [], f"act left {kind[0]} behind"
     act_dir = repo / "reports" / ".act"
     assert not act_dir.exists() or list(act_dir.iterdir()) == []
+
+
+def test_daemon_gone_mid_run(shared_dir: Path) -> None:
+    """The daemon disappears while a job runs (a forwarding socket is killed): act-ci ends with
+    one line and a non-zero exit, without a traceback."""
+    repo = copy_fixture("act_slow", shared_dir)
+    _git_repo(repo)
+    sock = shared_dir / "daemon.sock"
+    real = container.docker_socket() or "/var/run/docker.sock"
+    proxy = subprocess.Popen(
+        [sys.executable, str(FIXTURES / "socket_proxy.py"), str(sock), real],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proxy.stdout is not None and proxy.stderr is not None
+    if proxy.stdout.readline().strip() != "ready":
+        pytest.fail(f"the socket forwarder did not start ({sock}): {proxy.stderr.read()}")
+    env = invoke_env({"DOCKER_HOST": f"unix://{sock}"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "act-ci", "--job", "sleeper-gone"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "sleeping-now" in line:
+                break
+        proxy.kill()
+        proxy.wait()
+        _, err = process.communicate(timeout=180)
+    finally:
+        process.kill()
+        proxy.kill()
+        # The real daemon is still up: remove what the vanished "daemon" could not.
+        for kind, rm in ((["ps", "-aq"], ["rm", "-f"]), (["volume", "ls", "-q"], ["volume", "rm"])):
+            ids = subprocess.run(
+                ["docker", *kind, "--filter", "name=act-slow-sleeper-gone-"],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            if ids:
+                subprocess.run(["docker", *rm, *ids], capture_output=True)
+    assert process.returncode not in (0, None)
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("ciparity: "), err

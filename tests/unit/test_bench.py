@@ -67,12 +67,13 @@ def test_run_reports_medians_ratio_and_rebuild(
     assert out.read_text().startswith("# ciparity bench (official base python:3.12-slim)")
 
 
-def test_job_overheads_subtract_the_steps_own_time() -> None:
+def test_job_overheads_are_acts_own_phases() -> None:
     lines = [
-        '{"jobID": "lint", "time": "2026-11-26T12:00:00Z", "msg": "Set up job"}',
-        '{"jobID": "lint", "time": "2026-11-26T12:00:03Z", "executionTime": 1500000000}',
-        '{"jobID": "lint", "time": "2026-11-26T12:00:10Z", "executionTime": 6000000000}',
-        '{"jobID": "lint", "time": "2026-11-26T12:00:12Z", "jobResult": "success"}',
+        '{"jobID": "lint", "step": "Set up job", "time": "2026-11-26T12:00:00Z"}',
+        '{"jobID": "lint", "step": "Set up job", "time": "2026-11-26T12:00:02Z"}',
+        '{"jobID": "lint", "step": "lint", "time": "2026-11-26T12:00:09Z"}',
+        '{"jobID": "lint", "step": "Complete job", "time": "2026-11-26T12:00:10Z"}',
+        '{"jobID": "lint", "step": "Complete job", "time": "2026-11-26T12:00:11Z"}',
         "plain text",
     ]
-    assert bench.job_overheads(lines) == {"lint": 4.5}
+    assert bench.job_overheads(lines) == {"lint": 3.0}
