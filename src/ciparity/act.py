@@ -277,14 +277,6 @@ def act_argv(
     return argv + list(extra)
 
 
-def _socket_gid() -> int | None:
-    socket = container.docker_socket()
-    try:
-        return os.stat(socket).st_gid if socket else None
-    except OSError:
-        return None
-
-
 def remove_snapshot(config: Config, path: Path) -> None:
     """Remove the snapshot, which act chowned to the runner's uid, through a root container."""
     if not path.exists():
@@ -319,7 +311,7 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
             )
         flags = stub_actions(config.root, stubs)
         workflow = snap / path.relative_to(config.root)
-        argv = act_argv(act, workflow, options, label, _socket_gid(), flags)
+        argv = act_argv(act, workflow, options, label, container.socket_gid(), flags)
         env = {**os.environ, "ACT_DISABLE_VERSION_CHECK": "1"}
         console.step(f"act {options.event} on {path.name} (snapshot {snap})")
         log = config.reports_dir / "act" / "act.log.jsonl"
@@ -400,8 +392,6 @@ def job_shell_spec(
 ) -> container.Spec:
     """A container of the runner image as job `job` sees it: its user, workspace and env."""
     env = job_env(path, job, workspace)
-    extra = ["-v", f"{workspace}:{workspace}", "-w", str(workspace)]
-    gid = _socket_gid()
     return container.Spec(
         image=config.runner_image,
         command=tuple(command),
@@ -410,7 +400,7 @@ def job_shell_spec(
         socket=container.docker_socket(),
         labels={"ciparity.shell": job},
         interactive=tty,
-        extra_args=tuple(extra + (["--group-add", str(gid)] if gid is not None else [])),
+        extra_args=("-v", f"{workspace}:{workspace}", "-w", str(workspace)),
     )
 
 

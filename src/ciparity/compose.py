@@ -29,10 +29,7 @@ def compose_file(config: Config) -> Path:
 def compose_env(config: Config, project: str, options: checks.Options) -> dict[str, str]:
     """The variables the compose file reads."""
     socket = container.docker_socket() or "/var/run/docker.sock"
-    try:
-        socket_gid = str(os.stat(socket).st_gid)
-    except OSError:
-        socket_gid = "0"
+    gid = container.socket_gid(socket)
     return {
         **os.environ,
         "CIPARITY_PROJECT": project,
@@ -41,7 +38,7 @@ def compose_env(config: Config, project: str, options: checks.Options) -> dict[s
         "CIPARITY_GID": str(os.getgid()),
         "CIPARITY_WORKSPACE": str(config.root),
         "CIPARITY_DOCKER_SOCKET": socket,
-        "CIPARITY_DOCKER_GID": socket_gid,
+        "CIPARITY_DOCKER_GID": str(gid if gid is not None else 0),
         "CIPARITY_MARKERS": options.markers,
     }
 

@@ -61,6 +61,15 @@ def docker_socket(environ: Mapping[str, str] | None = None) -> str | None:
     return None
 
 
+def socket_gid(path: str | None = None) -> int | None:
+    """The group owning the daemon's socket (what a container user needs to talk to it)."""
+    path = path or docker_socket()
+    try:
+        return os.stat(path).st_gid if path else None
+    except OSError:
+        return None
+
+
 def current_user() -> str:
     """uid:gid of the invoking user, which every container runs as."""
     return f"{os.getuid()}:{os.getgid()}"
@@ -113,10 +122,9 @@ def _flags(spec: Spec) -> list[str]:
         flags += ["--user", spec.user]
     if spec.socket:
         flags += ["-v", f"{spec.socket}:/var/run/docker.sock"]
-        try:
-            flags += ["--group-add", str(os.stat(spec.socket).st_gid)]
-        except OSError:
-            pass  # the socket is checked by doctor; the run reports its own error
+        gid = socket_gid(spec.socket)
+        # A missing socket is doctor's to report; the run then fails with its own error.
+        flags += ["--group-add", str(gid)] if gid is not None else []
     ws = spec.workspace
     if ws is not None:
         if ws.mode == "bind":

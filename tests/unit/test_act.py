@@ -216,14 +216,14 @@ def test_job_env_and_shell_spec(repo: Path, make_config: Any, monkeypatch: Any) 
     env = act.job_env(path, "lint", Path("/ws"))
     assert env["A"] == "job" and env["REPORTS"] == "reports/lint"
     assert (env["GITHUB_WORKSPACE"], env["GITHUB_JOB"], env["ACT"]) == ("/ws", "lint", "true")
-    monkeypatch.setattr(act, "_socket_gid", lambda: 105)
     spec = act.job_shell_spec(make_config(), path, "lint", Path("/ws"), ["bash"], True)
     assert (spec.image, spec.user, spec.interactive) == (
         "ciparity-runner:latest",
         "1001:1001",
         True,
     )
-    assert spec.extra_args == ("-v", "/ws:/ws", "-w", "/ws", "--group-add", "105")
+    assert spec.extra_args == ("-v", "/ws:/ws", "-w", "/ws")
+    assert spec.socket == "/var/run/docker.sock", "the socket, and its group, come with the spec"
 
 
 def test_remove_job_volumes_only_this_workflows_jobs(repo: Path, fake_run: FakeRun) -> None:
