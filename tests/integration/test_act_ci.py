@@ -97,3 +97,15 @@ def test_runner_image_missing_and_not_buildable(shared_dir: Path) -> None:
         "ciparity: error: no runner/Dockerfile here and image ciparity-it-no-runner:1 is missing:"
         " run `invoke build-runner` in the ciparity checkout"
     ]
+
+
+def test_list_and_dry_run(shared_dir: Path) -> None:
+    repo = copy_fixture("act_env", shared_dir)
+    _git_repo(repo)
+    listed = invoke(["act-ci", "--list"], repo)
+    assert (listed.returncode, listed.stdout.split()) == (0, ["broken", "fixed"])
+    planned = invoke(["act-ci", "--dry-run", "--job", "broken"], repo)
+    # A dry run plans the job without starting a container, so even the broken job "succeeds".
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert any(line.split()[:2] == ["broken", "success"] for line in planned.stdout.splitlines())
+    assert "calling" not in planned.stdout and managed(repo) == []
