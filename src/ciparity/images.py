@@ -31,6 +31,7 @@ STANDIN_RUNTIME = (
 # installed and needs no network (tests/unit/test_dockerfiles.py keeps the two lists in step).
 STANDIN_PREINSTALLED = (
     "gcc libc6-dev git curl docker-cli docker-buildx docker-compose tini sudo"
+    " libicu76 libkrb5-3 liblttng-ust1t64"
 ).split()
 PYTHON_EXCLUDES = (
     "./lib/python*/test",
@@ -250,7 +251,8 @@ def offline(config: Config, base: BaseInfo) -> bool:
 
 
 def requirement_files(root: Path) -> list[Path]:
-    return [p for p in (root / "requirements.txt", root / "requirements-dev.txt") if p.exists()]
+    names = ("requirements.txt", "requirements-dev.txt", "runner/requirements.txt")
+    return [root / name for name in names if (root / name).exists()]
 
 
 def fill_wheelhouse(config: Config, out: IO[str] | None = None) -> Path:
@@ -345,6 +347,7 @@ def build(
     offline_build: bool,
     out: IO[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    build_args: Mapping[str, str] | None = None,
 ) -> BuildReport:
     """Build one target with BuildKit; the full log goes to reports/build-<target>.log."""
     env = dict(os.environ if environ is None else environ)
@@ -352,6 +355,7 @@ def build(
     args: dict[str, str | None] = {"PYTHON_VERSION": config.python_version}
     if offline_build:
         args["PIP_NO_INDEX"] = "1"
+    args.update(build_args or {})
     # Proxy values stay out of argv (and of image history: these ARGs are predefined by Docker).
     args.update({name: None for name in PROXY_VARS if env.get(name)})
     secrets: dict[str, str] = {}
