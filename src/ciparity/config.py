@@ -18,6 +18,8 @@ from ciparity.errors import ConfigError
 
 WORKSPACE_MODES = ("auto", "bind", "copy")
 OFFLINE_MODES = ("auto", "on", "off")
+# Where the self-hosted image's runner agent comes from (runner/Dockerfile, RUNNER_AGENT).
+RUNNER_AGENTS = ("auto", "download", "local", "standin")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class Config:
     test_dirs: tuple[str, ...] = ("tests",)
     image: str = "ciparity-ci:latest"
     runner_image: str = "ciparity-runner:latest"
+    self_hosted_image: str = "ciparity-runner:self-hosted"
+    runner_agent: str = "auto"
     base_image: str = ""
     workspace_mode: str = "auto"
     env_allow: tuple[str, ...] = ()
@@ -55,7 +59,7 @@ class Config:
         return self.base_image or f"python:{self.python_version}-slim"
 
 
-def _bool(value: Any) -> bool:
+def parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -101,6 +105,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "test_dirs": _names,
     "image": _str,
     "runner_image": _str,
+    "self_hosted_image": _str,
+    "runner_agent": _choice(RUNNER_AGENTS),
     "base_image": _str,
     "workspace_mode": _choice(WORKSPACE_MODES),
     "env_allow": _names,
@@ -111,7 +117,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "workers": _str,
     "ca_bundle": _str,
     "reports": _str,
-    "debug": _bool,
+    "debug": parse_bool,
     "docker": _str,
 }
 

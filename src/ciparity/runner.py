@@ -1,0 +1,546 @@
+"""The self-hosted runner image's entrypoint: register the agent, run it, deregister it once.
+
+Settings come from CIPARITY_RUNNER_* variables (each secret also as *_FILE) and are all checked
+before any network call. Exactly one credential: a registration token, a PAT, a GitHub App, or a
+JIT config. Under ARC (ACTIONS_RUNNER_INPUT_JITCONFIG set by the controller) the entrypoint only
+hands over to run.sh: the controller registered the runner, and GitHub removes it.
+
+Lifecycle of a registered (non-JIT) runner:
+  token -> config.sh (token passed in the environment, never on argv) -> run.sh, supervised ->
+  on SIGTERM/SIGINT the signal goes to run.sh -> once it has exited, `config.sh remove`, exactly
+  once, unless the agent already unregistered itself (an ephemeral runner after its job).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+
+# The agent's scripts are run by path with argv lists, never through a shell string.
+import subprocess  # nosec B404
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from ciparity import config as cfg
+from ciparity.errors import CiparityError, Interrupted
+from ciparity.github import (
+    SCOPES,
+    Auth,
+    Client,
+    Redactor,
+    Scope,
+    check_api_url,
+    check_app_key,
+    parse_url,
+)
+
+PREFIX = "CIPARITY_RUNNER_"
+ARC_JITCONFIG = "ACTIONS_RUNNER_INPUT_JITCONFIG"
+SECRETS = ("TOKEN", "PAT", "APP_PRIVATE_KEY", "JITCONFIG")
+SETTINGS = (
+    "URL SCOPE API_URL TOKEN PAT APP_ID APP_PRIVATE_KEY APP_INSTALLATION_ID JITCONFIG JIT"
+    " LABELS NO_DEFAULT_LABELS GROUP GROUP_ID NAME NAME_PREFIX WORKDIR EPHEMERAL DISABLE_UPDATE"
+    " AGENT_DIR TIMEOUT ATTEMPTS RETRY_DELAY STOP_TIMEOUT DELETE_SECRET_FILES"
+).split()
+# Names other runner images read. Setting one here would be silently ignored, so it is refused:
+# EPHEMERAL=false, for one, is "true" in an image that tests the flag with `[ -n ... ]`.
+FOREIGN = (
+    "ACCESS_TOKEN RUNNER_TOKEN REPO_URL ORG_NAME ENTERPRISE_NAME RUNNER_SCOPE LABELS EPHEMERAL"
+    " DISABLE_AUTO_UPDATE RUNNER_NAME_PREFIX RUNNER_WORKDIR RUNNER_GROUP APP_ID APP_PRIVATE_KEY"
+    " APP_LOGIN"
+).split()
+DEFAULT_LABELS = ("self-hosted", "Linux", "X64")
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_LABEL = re.compile(r"^[^\s,]{1,256}$")
+
+
+class AgentError(CiparityError):
+    """The runner agent is missing, or one of its scripts failed."""
+
+    exit_code = 4
+
+
+@dataclass
+class Settings:
+    """What the entrypoint was asked to do, fully checked."""
+
+    agent_dir: Path
+    url: str = ""
+    api_url: str = ""
+    scope_kind: str = ""
+    scope_path: str = ""
+    token: str = ""
+    jitconfig: str = ""
+    auth: Auth | None = None
+    jit: bool = False
+    labels: tuple[str, ...] = ()
+    no_default_labels: bool = False
+    group: str = ""
+    group_id: int = 1
+    name: str = ""
+    workdir: str = "_work"
+    ephemeral: bool = True
+    disable_update: bool = False
+    timeout: float = 10.0
+    attempts: int = 5
+    retry_delay: float = 1.0
+    stop_timeout: float = 20.0
+    secret_files: tuple[Path, ...] = ()
+    delete_secret_files: bool = False
+
+    @property
+    def mode(self) -> str:
+        """token, pat, app, jitconfig (given) or jit (generated with a PAT or App)."""
+        if self.jitconfig:
+            return "jitconfig"
+        if self.auth is not None:
+            return "jit" if self.jit else self.auth.kind
+        return "token"
+
+    def all_labels(self) -> tuple[str, ...]:
+        """The labels config.sh is given: GitHub's defaults (unless turned off) and ours."""
+        extra = tuple(label for label in self.labels if label not in DEFAULT_LABELS)
+        return extra if self.no_default_labels else DEFAULT_LABELS + extra
+
+    def secrets(self) -> list[str]:
+        found = [self.token, self.jitconfig]
+        if self.auth is not None:
+            found.append(self.auth.secret)
+        return [s for s in found if s]
+
+
+def _fail(message: str) -> CiparityError:
+    return CiparityError(message)
+
+
+def read_settings(environ: Mapping[str, str], agent_dir: str = "/home/runner") -> Settings:
+    """Every CIPARITY_RUNNER_* setting, checked. Raises CiparityError with one line."""
+    foreign = [name for name in FOREIGN if name in environ]
+    if foreign:
+        raise _fail(
+            f"{foreign[0]} is another runner image's setting and is not read here: use"
+            f" {PREFIX}* (see the README's self-hosted runner section)"
+        )
+    host_side = {cfg.env_name(key) for key in cfg.PARSERS}
+    for name in sorted(environ):
+        if name.startswith(PREFIX) and name not in host_side:
+            key = name[len(PREFIX) :]
+            base = key[: -len("_FILE")] if key.endswith("_FILE") else key
+            if key not in SETTINGS and not (key.endswith("_FILE") and base in SECRETS):
+                raise _fail(
+                    f"unknown setting {name}: known are {PREFIX}" + f", {PREFIX}".join(SETTINGS)
+                )
+
+    files: list[Path] = []
+
+    def get(key: str) -> str:
+        value = environ.get(PREFIX + key, "").strip()
+        if key in SECRETS and PREFIX + key + "_FILE" in environ:
+            if value:
+                raise _fail(f"set {PREFIX}{key} or {PREFIX}{key}_FILE, not both")
+            path = Path(environ[PREFIX + key + "_FILE"])
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise _fail(f"{PREFIX}{key}_FILE={path}: cannot read it ({exc.strerror})") from None
+            if not value:
+                raise _fail(f"{PREFIX}{key}_FILE={path} is empty")
+            files.append(path)
+        return value
+
+    def flag(key: str, default: bool) -> bool:
+        value = get(key)
+        if not value:
+            return default
+        try:
+            return cfg.parse_bool(value)
+        except ValueError:
+            raise _fail(
+                f"{PREFIX}{key}={value!r} is not a boolean: use true or false (also 1/0, yes/no,"
+                " on/off)"
+            ) from None
+
+    def number(key: str, default: float, low: float, integer: bool = False) -> float:
+        value = get(key)
+        if not value:
+            return default
+        try:
+            parsed = int(value) if integer else float(value)
+        except ValueError:
+            parsed = low - 1
+        if parsed < low:
+            kind = "a whole number" if integer else "a number"
+            raise _fail(f"{PREFIX}{key}={value!r}: expected {kind} >= {low:g}")
+        return parsed
+
+    settings = Settings(agent_dir=Path(get("AGENT_DIR") or agent_dir))
+    settings.token = get("TOKEN")
+    settings.jitconfig = get("JITCONFIG")
+    pat = get("PAT")
+    app_id, app_key = get("APP_ID"), get("APP_PRIVATE_KEY")
+    given = [
+        name
+        for name, value in (
+            ("TOKEN", settings.token),
+            ("PAT", pat),
+            ("APP_ID", app_id),
+            ("JITCONFIG", settings.jitconfig),
+        )
+        if value
+    ]
+    if not given:
+        raise _fail(
+            f"no credential: set one of {PREFIX}TOKEN (registration token), {PREFIX}PAT,"
+            f" {PREFIX}APP_ID with {PREFIX}APP_PRIVATE_KEY, or {PREFIX}JITCONFIG"
+        )
+    if len(given) > 1:
+        raise _fail(f"two credentials: {PREFIX}{given[0]} and {PREFIX}{given[1]}; set exactly one")
+    if app_key and not app_id:
+        raise _fail(f"{PREFIX}APP_PRIVATE_KEY is set without {PREFIX}APP_ID")
+    if pat:
+        settings.auth = Auth("pat", pat)
+    elif app_id:
+        if not app_id.isdigit():
+            raise _fail(f"{PREFIX}APP_ID={app_id!r}: expected the App's numeric id")
+        if not app_key:
+            raise _fail(f"{PREFIX}APP_ID is set without {PREFIX}APP_PRIVATE_KEY(_FILE)")
+        installation = get("APP_INSTALLATION_ID")
+        if installation and not installation.isdigit():
+            raise _fail(f"{PREFIX}APP_INSTALLATION_ID={installation!r}: expected a number")
+        check_app_key(app_key)
+        settings.auth = Auth("app", app_key, app_id, installation)
+    settings.jit = flag("JIT", False)
+    if settings.jit and settings.auth is None:
+        raise _fail(f"{PREFIX}JIT=true needs {PREFIX}PAT or a GitHub App to generate the config")
+
+    scope = get("SCOPE").lower() or None
+    if scope is not None and scope not in SCOPES:
+        raise _fail(f"{PREFIX}SCOPE={scope!r} is not a scope: use repo, org or enterprise")
+    settings.url = get("URL")
+    if not settings.url and not settings.jitconfig:
+        raise _fail(
+            f"{PREFIX}URL is not set: e.g. https://github.com/OWNER/REPO, https://github.com/ORG"
+            " or https://github.com/enterprises/ENTERPRISE"
+        )
+    if settings.url:
+        parsed_scope, api_url = parse_url(settings.url, scope)
+        settings.scope_kind, settings.scope_path = parsed_scope.kind, parsed_scope.path
+        settings.api_url = check_api_url(get("API_URL") or api_url)
+        if parsed_scope.kind == "enterprise" and settings.auth and settings.auth.kind == "app":
+            raise _fail(
+                "GitHub Apps cannot register enterprise runners: use a classic PAT with"
+                " manage_runners:enterprise, or a registration token"
+            )
+
+    labels = [item.strip() for item in get("LABELS").split(",") if item.strip()]
+    bad = [label for label in labels if not _LABEL.match(label)]
+    if bad:
+        raise _fail(f"{PREFIX}LABELS: {bad[0]!r} is not a label (no spaces, at most 256 chars)")
+    settings.no_default_labels = flag("NO_DEFAULT_LABELS", False)
+    settings.labels = tuple(labels)
+    if len(settings.all_labels()) > 100:
+        raise _fail(f"{PREFIX}LABELS: at most 100 labels")
+    if settings.no_default_labels and not labels:
+        raise _fail(f"{PREFIX}NO_DEFAULT_LABELS=true needs {PREFIX}LABELS, or no job can match")
+    settings.group = get("GROUP")
+    settings.group_id = int(number("GROUP_ID", 1, 1, integer=True))
+    name, prefix = get("NAME"), get("NAME_PREFIX")
+    if name and prefix:
+        raise _fail(f"set {PREFIX}NAME or {PREFIX}NAME_PREFIX, not both")
+    if not name:
+        name = f"{prefix or 'ciparity'}-{secrets.token_hex(4)}"
+    if not _NAME.match(name):
+        raise _fail(
+            f"runner name {name!r}: use letters, digits, '.', '_' and '-', at most 64 characters"
+        )
+    settings.name = name
+    settings.workdir = get("WORKDIR") or "_work"
+    if any(c in settings.workdir for c in "\n\r\0"):
+        raise _fail(f"{PREFIX}WORKDIR is not a path")
+    settings.ephemeral = flag("EPHEMERAL", True)
+    settings.disable_update = flag("DISABLE_UPDATE", False)
+    settings.timeout = number("TIMEOUT", 10.0, 0.1)
+    settings.attempts = int(number("ATTEMPTS", 5, 1, integer=True))
+    settings.retry_delay = number("RETRY_DELAY", 1.0, 0)
+    settings.stop_timeout = number("STOP_TIMEOUT", 20.0, 0)
+    settings.delete_secret_files = flag("DELETE_SECRET_FILES", False)
+    settings.secret_files = tuple(files)
+    if settings.jitconfig and not settings.ephemeral:
+        raise _fail(f"a JIT runner is always ephemeral: drop {PREFIX}EPHEMERAL=false")
+    return settings
+
+
+@dataclass
+class Runner:
+    """One run of the entrypoint: registration, the supervised agent, deregistration."""
+
+    settings: Settings
+    environ: Mapping[str, str]
+    out: IO[str] = field(default_factory=lambda: sys.stdout)
+    redact: Redactor = field(default_factory=Redactor)
+    signalled: int = 0
+    deregistered: bool = False
+    _child: subprocess.Popen[bytes] | None = None
+    _registering: bool = False
+
+    def __post_init__(self) -> None:
+        self.redact.add(*self.settings.secrets())
+
+    # --- output --------------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        self.out.write(self.redact(f"ciparity-runner: {message}") + "\n")
+        self.out.flush()
+
+    def _pump(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            self.out.write(self.redact(raw.decode("utf-8", "replace")))
+            self.out.flush()
+
+    # --- the agent -----------------------------------------------------------------------------
+
+    def script(self, name: str) -> Path:
+        return self.settings.agent_dir / name
+
+    def child_env(self, **inputs: str) -> dict[str, str]:
+        """The environment the agent and its jobs see: no CIPARITY_RUNNER_* setting, no secret."""
+        env = {k: v for k, v in self.environ.items() if not k.startswith(PREFIX)}
+        env.pop(ARC_JITCONFIG, None)
+        for key, value in inputs.items():
+            env["ACTIONS_RUNNER_INPUT_" + key.upper()] = value
+        return env
+
+    def run_script(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
+        """Run config.sh to the end, output redacted; signals meanwhile are only noted."""
+        child = subprocess.Popen(  # nosec B603
+            list(argv),
+            cwd=self.settings.agent_dir,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C on the terminal must not cut a registration short
+        )
+        assert child.stdout is not None  # nosec B101
+        self._pump(child.stdout)
+        return child.wait()
+
+    def supervise(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
+        """Run run.sh until it exits; a stop signal is passed on, then waited for, then enforced."""
+        child = subprocess.Popen(  # nosec B603
+            list(argv),
+            cwd=self.settings.agent_dir,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._child = child
+        assert child.stdout is not None  # nosec B101
+        pump = threading.Thread(target=self._pump, args=(child.stdout,), daemon=True)
+        pump.start()
+        if self.signalled:  # a stop arrived while run.sh was being started
+            self._forward(self.signalled)
+        while True:
+            try:
+                code = child.wait(timeout=self.settings.stop_timeout if self.signalled else None)
+                break
+            except subprocess.TimeoutExpired:
+                self.log(
+                    f"run.sh still runs {self.settings.stop_timeout:g} s after the stop: killing it"
+                )
+                child.kill()
+        pump.join(timeout=5)
+        self._child = None
+        return code
+
+    def _forward(self, signum: int) -> None:
+        child = self._child
+        if child is not None and child.poll() is None:
+            # To run.sh alone, as when it is PID 1 under ARC: it passes the stop on to the agent.
+            child.send_signal(signum)
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        first = not self.signalled
+        if first:
+            self.signalled = signum
+            self.log(f"got {signal.Signals(signum).name}: stopping the runner")
+        if self._child is not None:
+            self._forward(signum)
+        elif first and not self._registering and not self.deregistered:
+            raise Interrupted(signum)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def client(self) -> Client:
+        s = self.settings
+        assert s.auth is not None  # nosec B101
+        return Client(
+            api_url=s.api_url,
+            scope=Scope(s.scope_kind, s.scope_path),
+            auth=s.auth,
+            redact=self.redact,
+            timeout=s.timeout,
+            attempts=s.attempts,
+            delay=s.retry_delay,
+            log=self.log,
+        )
+
+    def check_agent(self) -> None:
+        for name in ("config.sh", "run.sh"):
+            path = self.script(name)
+            if not os.access(path, os.X_OK):
+                raise AgentError(
+                    f"no runner agent at {self.settings.agent_dir} ({name} missing or not"
+                    " executable): build runner/Dockerfile's self-hosted target"
+                )
+
+    def configured(self) -> bool:
+        return self.script(".runner").exists()
+
+    def main(self) -> int:
+        s = self.settings
+        self.check_agent()
+        if s.mode in ("jit", "jitconfig"):
+            return self.run_jit()
+        client = self.client() if s.auth is not None else None
+        if self.configured():
+            self.remove_stale(client)
+        token = s.token or (client.registration_token() if client else "")
+        argv = [str(self.script("config.sh")), "--unattended", "--url", s.url, "--name", s.name]
+        argv += ["--work", s.workdir, "--labels", ",".join(s.all_labels())]
+        if s.no_default_labels:
+            argv.append("--no-default-labels")
+        if s.group:
+            argv += ["--runnergroup", s.group]
+        if s.ephemeral:
+            argv.append("--ephemeral")
+        if s.disable_update:
+            argv.append("--disableupdate")
+        self._registering = True
+        try:
+            kind = "ephemeral" if s.ephemeral else "persistent"
+            self.log(f"registering {s.name} ({kind}) with {s.url}")
+            code = self.run_script(argv, self.child_env(token=token))
+        finally:
+            self._registering = False
+        if code != 0:
+            raise AgentError(
+                f"config.sh failed with exit code {code}: the runner is not registered"
+            )
+        try:
+            if self.signalled:
+                return 0
+            self.log(f"starting run.sh for {s.name}")
+            code = self.supervise([str(self.script("run.sh"))], self.child_env())
+            self.log(f"run.sh exited with code {code}")
+            return 0 if self.signalled else code
+        finally:
+            self.deregister(client)
+
+    def run_jit(self) -> int:
+        s = self.settings
+        config = s.jitconfig
+        if not config:
+            assert s.auth is not None  # nosec B101
+            runner_id, config = self.client().jit_config(
+                s.name, s.all_labels(), s.group_id, s.workdir
+            )
+            self.log(f"generated a JIT config for {s.name} (runner id {runner_id})")
+        if self.signalled:
+            return 0
+        self.log("starting run.sh with a JIT config: GitHub removes the runner after its job")
+        code = self.supervise([str(self.script("run.sh"))], self.child_env(jitconfig=config))
+        return 0 if self.signalled else code
+
+    def remove_stale(self, client: Client | None) -> None:
+        """A .runner left by an earlier start of this container: unregister it, or forget it."""
+        self.log("found a registration left by an earlier start of this container: removing it")
+        token = client.remove_token() if client else self.settings.token
+        code = self.run_script(
+            [str(self.script("config.sh")), "remove"], self.child_env(token=token)
+        )
+        if code != 0:
+            self.log(
+                "could not remove it (GitHub drops offline runners after a while): forgetting it"
+            )
+            for name in (".runner", ".credentials", ".credentials_rsaparams"):
+                self.script(name).unlink(missing_ok=True)
+
+    def deregister(self, client: Client | None) -> None:
+        """`config.sh remove`, at most once, and only while the agent is still registered."""
+        if self.deregistered:
+            return
+        self.deregistered = True
+        if not self.configured():
+            self.log("the agent has already unregistered itself (ephemeral job done)")
+            return
+        # Without a PAT or App, the registration token is the only credential: GitHub accepts it
+        # for removal while it is valid (one hour).
+        token = client.remove_token() if client else self.settings.token
+        code = self.run_script(
+            [str(self.script("config.sh")), "remove"], self.child_env(token=token)
+        )
+        if code != 0:
+            raise AgentError(
+                f"config.sh remove failed with exit code {code}: remove {self.settings.name}"
+                " in GitHub's runner settings"
+            )
+        self.log(f"deregistered {self.settings.name}")
+
+
+def _delete_secret_files(settings: Settings, log: Callable[[str], None]) -> None:
+    for path in settings.secret_files:
+        try:
+            path.unlink()
+        except OSError as exc:
+            log(f"could not delete {path} after reading it ({exc.strerror})")
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    env = dict(os.environ if environ is None else environ)
+    agent_dir = "/home/runner"
+    if env.get(ARC_JITCONFIG):
+        # Under ARC the controller registered this runner; run.sh reads the config itself.
+        run_sh = Path(env.get(PREFIX + "AGENT_DIR") or agent_dir) / "run.sh"
+        print("ciparity-runner: JIT config from the environment (ARC): starting run.sh", flush=True)
+        os.execv(run_sh, [str(run_sh)])  # nosec B606
+    try:
+        settings = read_settings(env, agent_dir)
+    except CiparityError as exc:
+        print(f"ciparity-runner: error: {exc.message}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    runner = Runner(settings, env)
+    if settings.delete_secret_files:
+        _delete_secret_files(settings, runner.log)
+    previous = {
+        sig: signal.signal(sig, runner.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        return runner.main()
+    except CiparityError as exc:
+        print(runner.redact(f"ciparity-runner: error: {exc.message}"), file=sys.stderr, flush=True)
+        return exc.exit_code
+    except Interrupted as exc:
+        runner.log("stopped")
+        return 0 if exc.signum in (signal.SIGTERM, signal.SIGINT) else exc.exit_code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def main_exit() -> None:
+    """The `ciparity-runner` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_exit()
