@@ -22,6 +22,7 @@ import signal
 import subprocess  # nosec B404
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,15 +350,21 @@ class Runner:
         pump.start()
         if self.signalled:  # a stop arrived while run.sh was being started
             self._forward(self.signalled)
+        deadline = 0.0
         while True:
             try:
-                code = child.wait(timeout=self.settings.stop_timeout if self.signalled else None)
+                code = child.wait(timeout=0.1)
                 break
             except subprocess.TimeoutExpired:
+                pass
+            if self.signalled and not deadline:
+                deadline = time.monotonic() + self.settings.stop_timeout
+            if deadline and time.monotonic() > deadline:
                 self.log(
                     f"run.sh still runs {self.settings.stop_timeout:g} s after the stop: killing it"
                 )
-                child.kill()
+                os.killpg(child.pid, signal.SIGKILL)  # its whole session, helpers included
+                deadline = float("inf")
         pump.join(timeout=5)
         self._child = None
         return code
@@ -512,6 +519,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         # Under ARC the controller registered this runner; run.sh reads the config itself.
         run_sh = Path(env.get(PREFIX + "AGENT_DIR") or agent_dir) / "run.sh"
         print("ciparity-runner: JIT config from the environment (ARC): starting run.sh", flush=True)
+        # The agent's own script, by absolute path, with no arguments from outside.
         os.execv(run_sh, [str(run_sh)])  # nosec B606
     try:
         settings = read_settings(env, agent_dir)

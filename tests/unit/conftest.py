@@ -3,10 +3,13 @@ checkout, and an environment without CI or ciparity variables. Nothing here talk
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import IO, Any
 
 import pytest
@@ -157,3 +160,15 @@ def make_config(checkout: Path) -> Callable[..., config.Config]:
         return config.load(checkout, overrides, environ={})
 
     return make
+
+
+def fake_github_module() -> ModuleType:
+    """tests/fixtures/fake_github.py as a module (tests/fixtures is no package, not on sys.path)."""
+    if "fake_github" not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "fixtures" / "fake_github.py"
+        spec = importlib.util.spec_from_file_location("fake_github", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["fake_github"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["fake_github"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import importlib.util
 import json
 import re
 import signal
@@ -17,30 +16,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
 import pytest
+from conftest import fake_github_module
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "fake_github.py"
 
 
-def load_fake_github() -> ModuleType:
-    """The fixture module (tests/fixtures is no package and is not on sys.path)."""
-    if "fake_github" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("fake_github", FIXTURE)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_github"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fake_github"]
-
-
-fg = load_fake_github()
+fg = fake_github_module()
 
 APP_ID = 4242
 INSTALLATION_ID = 77

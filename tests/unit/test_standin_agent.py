@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import base64
 import http.client
-import importlib.util
 import json
 import os
 import select
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import fake_github_module
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "tests" / "fixtures" / "standin_agent"
@@ -33,18 +31,7 @@ REPO_PATH = "/octo/hello"
 NOT_CONFIGURED = "Not configured. Run config.(sh/cmd) to configure the runner."
 
 
-def load_fake_github() -> ModuleType:
-    """The fixture module (tests/fixtures is no package and is not on sys.path)."""
-    if "fake_github" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("fake_github", FIXTURE)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_github"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fake_github"]
-
-
-fg = load_fake_github()
+fg = fake_github_module()
 
 
 def api(fake: Any, method: str, path: str, body: Any = None) -> Any:
