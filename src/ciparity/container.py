@@ -105,6 +105,7 @@ class Spec:
     interactive: bool = False
     name: str = ""
     extra_args: tuple[str, ...] = ()
+    init: bool = True  # docker's init as PID 1; off for images that bring their own
 
     def with_name(self) -> Spec:
         return (
@@ -115,7 +116,7 @@ class Spec:
 
 
 def _flags(spec: Spec) -> list[str]:
-    flags = ["--init", "--label", f"{MANAGED}=1"]
+    flags = (["--init"] if spec.init else []) + ["--label", f"{MANAGED}=1"]
     for key, value in sorted(spec.labels.items()):
         flags += ["--label", f"{key}={value}"]
     if spec.user:

@@ -21,9 +21,10 @@ from invoke.tasks import task
 
 from ciparity import checks, console, container, hostsetup, images, proc
 from ciparity.config import Config, load
-from ciparity.errors import CiparityError, DockerError, Interrupted
+from ciparity.errors import CiparityError, ConfigError, DockerError, Interrupted
 
 F = TypeVar("F", bound=Callable[..., Any])
+LOCAL_AGENT = "runner/dist/actions-runner.tar.gz"
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -98,6 +99,7 @@ def _build_image(
     tag: str,
     missing_hint: str,
     python: str | None = None,
+    build_args: Callable[[bool], dict[str, str]] | None = None,
 ) -> images.BuildReport | None:
     """Build one image; a repository without its Dockerfile uses a prebuilt image of that tag."""
     path = config.root / dockerfile
@@ -111,7 +113,8 @@ def _build_image(
     if offline:
         images.fill_wheelhouse(config)
     console.step(f"building {tag} on {base.ref} ({base.kind}{', offline' if offline else ''})")
-    report = images.build(config, path, target, tag, offline)
+    args = build_args(offline) if build_args else None
+    report = images.build(config, path, target, tag, offline, build_args=args)
     print(report.line(), flush=True)
     return report
 
@@ -122,10 +125,34 @@ def _build_ci(config: Config, python: str | None = None) -> images.BuildReport |
     return _build_image(config, "docker/Dockerfile.ci", "ci", config.image, hint, python)
 
 
+def _agent_args(config: Config, offline: bool) -> dict[str, str]:
+    """Build args choosing the self-hosted image's runner agent (config `runner_agent`)."""
+    agent = config.runner_agent
+    if agent == "auto":
+        # Offline the release cannot be downloaded: a local tarball if there is one, else the
+        # stand-in agent (tests/fixtures/standin_agent), which the image's tests drive.
+        local = (config.root / LOCAL_AGENT).is_file()
+        agent = "download" if not offline else "local" if local else "standin"
+    if agent == "standin":
+        return {"RUNNER_AGENT": "standin"}
+    if agent == "local" and not (config.root / LOCAL_AGENT).is_file():
+        raise ConfigError(f"runner_agent is local but {LOCAL_AGENT} is missing")
+    return {"RUNNER_AGENT": "release", "RUNNER_TARBALL": agent}
+
+
 def _build_runner(config: Config) -> images.BuildReport | None:
-    """The runner image (runner/Dockerfile, target act)."""
+    """The runner images: target act (act's platform) and target self-hosted (a real runner)."""
     hint = "run `invoke build-runner` in the ciparity checkout"
-    return _build_image(config, "runner/Dockerfile", "act", config.runner_image, hint)
+    report = _build_image(config, "runner/Dockerfile", "act", config.runner_image, hint)
+    _build_image(
+        config,
+        "runner/Dockerfile",
+        "self-hosted",
+        config.self_hosted_image,
+        hint,
+        build_args=lambda offline: _agent_args(config, offline),
+    )
+    return report
 
 
 def _ensure_image(config: Config) -> None:
@@ -307,7 +334,7 @@ def _job_shell(
 
 @ci_task
 def build_runner(c: Context) -> None:
-    """Build the runner image (runner/Dockerfile, target act) that act runs jobs in."""
+    """Build the runner images: act's platform (target act) and the self-hosted runner."""
     config = _config()
     _docker_ready(config)
     _build_runner(config)
@@ -395,6 +422,29 @@ def bench(c: Context, output: str = "", act: bool = False) -> None:
     print(f"wrote {path}")
 
 
+@ci_task(
+    help={
+        "replicas": "how many runners to keep up (default 1)",
+        "once": "do not replace runners that exit; end when all have exited",
+        "network": "docker network for the runners (default: the engine's bridge)",
+    }
+)
+def runners(c: Context, replicas: int = 1, once: bool = False, network: str = "") -> None:
+    """Run N ephemeral self-hosted runners here until Ctrl-C; each deregisters when stopped.
+
+    Settings are the CIPARITY_RUNNER_* variables of this shell (README: self-hosted runners).
+    """
+    from ciparity import selfhosted
+
+    config = _config()
+    _docker_ready(config)
+    if images.inspect_label(config.docker, config.self_hosted_image, "") is None:
+        _build_runner(config)
+    code = selfhosted.run(config, os.environ, replicas, once, network)
+    if code:
+        raise Exit(f"ciparity: a runner exited with code {code}", code)
+
+
 ns = Collection(
     setup,
     base,
@@ -410,4 +460,5 @@ ns = Collection(
     clean,
     doctor,
     bench,
+    runners,
 )

@@ -28,7 +28,7 @@ from ciparity.errors import CiparityError, ConfigError, DockerError, Interrupted
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 TASKS = ("setup", "base", "build", "lint", "typecheck", "security", "test", "ci", "shell")
-MORE_TASKS = ("clean", "doctor", "bench", "build-runner", "act-ci")
+MORE_TASKS = ("clean", "doctor", "bench", "build-runner", "act-ci", "runners")
 DENIED = (
     "permission denied while trying to connect to the Docker daemon socket at"
     ' unix:///var/run/docker.sock: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.47/version":'
@@ -250,8 +250,17 @@ def image_service(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
         calls.append(("fill_wheelhouse", config.root))
         return config.root
 
-    def build(config: Config, dockerfile: Path, target: str, tag: str, offline: bool) -> Any:
+    def build(
+        config: Config,
+        dockerfile: Path,
+        target: str,
+        tag: str,
+        offline: bool,
+        build_args: dict[str, str] | None = None,
+    ) -> Any:
         calls.append(("build", (dockerfile, target, tag, offline)))
+        if build_args:
+            calls.append(("build_args", build_args))
         return images.BuildReport(tag, 3.0, (images.Step("[deps 1/2] RUN x", True),))
 
     monkeypatch.setattr(images, "ensure_base", ensure_base)
@@ -295,6 +304,22 @@ def test_build_ci_online_fills_no_wheelhouse(
     tasks._build_ci(config)
     assert [name for name, _ in image_service] == ["ensure_base", "build"]
     assert f"on {config.base} (stand-in)\n" in capsys.readouterr().out
+
+
+def test_build_runner_builds_both_targets_with_the_stand_in_agent_offline(
+    make_config: Any, image_service: list[tuple[str, object]]
+) -> None:
+    config = make_config()
+    dockerfile = config.root / "runner" / "Dockerfile"
+    dockerfile.parent.mkdir(parents=True)
+    dockerfile.write_text("FROM scratch\n")
+    tasks._build_runner(config)
+    builds = [call for call in image_service if call[0] in ("build", "build_args")]
+    assert builds == [
+        ("build", (dockerfile, "act", "ciparity-runner:latest", True)),
+        ("build", (dockerfile, "self-hosted", "ciparity-runner:self-hosted", True)),
+        ("build_args", {"RUNNER_AGENT": "standin"}),
+    ]
 
 
 def test_ensure_image_builds_only_a_missing_image(
