@@ -1,0 +1,224 @@
+"""`invoke runners`: N ephemeral self-hosted runners on one machine.
+
+Each runner is a container of the self-hosted image. Its settings are the host's CIPARITY_RUNNER_*
+variables, checked here before any container starts. Credentials never go on a command line or
+into `docker inspect`: they are copied into the created container as a file only uid 1001 can read,
+which the entrypoint deletes after reading. A runner that finishes its job exits; a fresh
+container takes its place, so every job starts clean. Ctrl-C or SIGTERM stops them all: each
+entrypoint deregisters its runner before its container exits.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import sys
+import tarfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO
+
+from ciparity import container, proc, runner
+from ciparity.config import PARSERS, Config, env_name
+from ciparity.errors import CiparityError, ConfigError, DockerError, Interrupted
+
+DROP_DIR = ".ciparity"  # under /home/runner, created by `docker cp`
+POOL = "ciparity.runners"
+RUNNER_UID = 1001
+
+
+@dataclass
+class Plan:
+    """What every replica is started with."""
+
+    image: str
+    env: dict[str, str]  # non-secret settings, passed with -e
+    files: dict[str, str]  # CIPARITY_RUNNER_<X> -> secret value, copied in as a file
+    pool: str
+    prefix: str
+    network: str = ""
+    stop_timeout: int = 60
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
+
+
+def plan(config: Config, environ: Mapping[str, str], replicas: int, network: str = "") -> Plan:
+    """Check the settings as the entrypoint will, and split them into environment and files."""
+    if replicas < 1:
+        raise ConfigError(f"--replicas {replicas}: expected at least 1")
+    settings = runner.read_settings(environ)
+    if settings.mode == "jitconfig":
+        raise ConfigError(
+            "a JIT config registers exactly one runner once: for `invoke runners` use"
+            f" {runner.PREFIX}PAT or a GitHub App (with {runner.PREFIX}JIT=true for JIT runners)"
+        )
+    if environ.get(runner.PREFIX + "NAME"):
+        raise ConfigError(
+            f"{runner.PREFIX}NAME names a single runner: use {runner.PREFIX}NAME_PREFIX here"
+        )
+    host_side = {env_name(key) for key in PARSERS}
+    env: dict[str, str] = {}
+    files: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith(runner.PREFIX) or name in host_side:
+            continue
+        key = name[len(runner.PREFIX) :]
+        base = key.removesuffix("_FILE")
+        if base in runner.SECRETS:
+            continue
+        if key == "AGENT_DIR":
+            continue  # the image's own layout
+        env[name] = value
+    auth = settings.auth
+    for key, value in (
+        ("TOKEN", settings.token),
+        ("PAT", auth.secret if auth and auth.kind == "pat" else ""),
+        ("APP_PRIVATE_KEY", auth.secret if auth and auth.kind == "app" else ""),
+    ):
+        if value:
+            files[key] = value
+            env[f"{runner.PREFIX}{key}_FILE"] = f"/home/runner/{DROP_DIR}/{key.lower()}"
+    env[runner.PREFIX + "DELETE_SECRET_FILES"] = "true"
+    prefix = environ.get(runner.PREFIX + "NAME_PREFIX") or "ciparity"
+    return Plan(
+        image=config.self_hosted_image,
+        env=env,
+        files=files,
+        pool=f"{prefix}-{secrets.token_hex(3)}",
+        prefix=prefix,
+        network=network,
+        stop_timeout=int(settings.stop_timeout) + 40,
+    )
+
+
+def secrets_tar(files: Mapping[str, str]) -> bytes:
+    """The credentials as a tar for `docker cp -`: .ciparity/<name>, 0400, owned by the runner."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        folder = tarfile.TarInfo(DROP_DIR)
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o700
+        folder.uid = folder.gid = RUNNER_UID
+        tar.addfile(folder)
+        for key, value in files.items():
+            data = value.encode()
+            info = tarfile.TarInfo(f"{DROP_DIR}/{key.lower()}")
+            info.size, info.mode = len(data), 0o400
+            info.uid = info.gid = RUNNER_UID
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def spec(p: Plan, index: int) -> container.Spec:
+    args = ["--stop-timeout", str(p.stop_timeout)]
+    if p.network:
+        args += ["--network", p.network]
+    return container.Spec(
+        image=p.image,
+        command=(),
+        env=p.env,
+        labels={POOL: p.pool},
+        name=f"{p.pool}-{index}",
+        init=False,  # the image's tini is PID 1
+        extra_args=tuple(args) + p.extra_args,
+    )
+
+
+@dataclass
+class Pool:
+    """The running replicas, started and replaced by `run`, stopped by `stop`."""
+
+    plan: Plan
+    docker: str = "docker"
+    out: IO[str] = field(default_factory=lambda: sys.stdout)
+    started: int = 0
+    running: dict[str, container.Container] = field(default_factory=dict)
+    codes: list[int] = field(default_factory=list)
+
+    def say(self, message: str) -> None:
+        self.out.write(f"runners: {message}\n")
+        self.out.flush()
+
+    def start_one(self) -> None:
+        self.started += 1
+        box = container.Container(spec(self.plan, self.started), self.docker)
+        box.__enter__()
+        self.running[box.name] = box
+        if self.plan.files:
+            copied = proc.run(
+                [self.docker, "cp", "-", f"{box.name}:/home/runner"],
+                input=secrets_tar(self.plan.files),
+            )
+            if not copied.ok:
+                raise DockerError(
+                    f"copying the credentials in failed: {proc.reason(copied.stderr)}"
+                )
+        proc.run([self.docker, "start", box.name], check=True)
+        self.say(f"started {box.name}")
+
+    def exited(self) -> list[str]:
+        found = proc.run(
+            [self.docker, "ps", "-a", "--filter", f"label={POOL}={self.plan.pool}"]
+            + ["--filter", "status=exited", "--format", "{{.Names}}"]
+        )
+        if not found.ok:
+            raise DockerError(f"docker ps: {proc.reason(found.stderr)}")
+        return [name for name in found.stdout.split() if name in self.running]
+
+    def reap(self, name: str) -> int:
+        """Report an exited replica (exit code and the end of its log) and remove it."""
+        inspected = proc.run([self.docker, "inspect", "--format", "{{.State.ExitCode}}", name])
+        code = int(inspected.stdout.strip()) if inspected.stdout.strip().isdigit() else -1
+        logs = proc.run([self.docker, "logs", "--tail", "5", name])
+        for line in (logs.stdout + logs.stderr).splitlines():
+            self.out.write(f"  {name}| {line}\n")
+        self.say(f"{name} exited with code {code}")
+        self.codes.append(code)
+        self.running.pop(name).remove()
+        return code
+
+    def run(self, replicas: int, once: bool, poll: float = 1.0) -> None:
+        """Keep `replicas` runners up (or, with `once`, wait until the first ones have exited)."""
+        for _ in range(replicas):
+            self.start_one()
+        self.say(f"{replicas} runner(s) up; Ctrl-C stops and deregisters them")
+        while self.running:
+            time.sleep(poll)
+            for name in self.exited():
+                self.reap(name)
+                if not once:
+                    self.start_one()
+
+    def stop(self) -> None:
+        """Stop every replica at once (SIGTERM, then the stop timeout) and remove it."""
+        names = list(self.running)
+        if not names:
+            return
+        self.say(f"stopping {len(names)} runner(s); each deregisters before it exits")
+        proc.run([self.docker, "stop", "-t", str(self.plan.stop_timeout), *names])
+        for name in names:
+            self.reap(name)
+
+
+def run(
+    config: Config,
+    environ: Mapping[str, str],
+    replicas: int,
+    once: bool = False,
+    network: str = "",
+    out: IO[str] | None = None,
+) -> int:
+    """Run the pool until interrupted (or, with `once`, until its runners exit); the exit code."""
+    p = plan(config, environ, replicas, network)
+    pool = Pool(p, config.docker, out or sys.stdout)
+    try:
+        pool.run(replicas, once)
+    except Interrupted:
+        pool.stop()
+    except CiparityError:
+        pool.stop()
+        raise
+    finally:
+        for box in list(pool.running.values()):
+            box.remove()
+    failed = [code for code in pool.codes if code != 0]
+    return failed[0] if failed else 0
