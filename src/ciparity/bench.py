@@ -180,3 +180,98 @@ def run_act(config: Config, output: Path) -> list[tuple[str, str]]:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("# ciparity bench: act-ci\n\n" + markdown_table(("measure", "value"), rows))
     return rows
+
+
+RUNNER_ROUNDS = 5
+BENCH_PAT = "ghp_bench0000000000000000000000"
+
+
+def _runner_round(config: Config, fake: str, index: int) -> tuple[float, float]:
+    """One self-hosted runner: seconds from `docker run` to run.sh started, and from SIGTERM
+    (`docker stop`) to deregistered and exited."""
+    name = f"{fake}-r{index}"
+    argv = [config.docker, "run", "-d", "--name", name, "--label", "ciparity.managed=1"]
+    argv += ["--network", f"container:{fake}", "--stop-timeout", "60"]
+    argv += ["-e", "CIPARITY_RUNNER_URL=http://127.0.0.1:8080/bench/repo"]
+    argv += ["-e", "CIPARITY_RUNNER_PAT"]  # by name: the value stays off the command line
+    env = {**os.environ, "CIPARITY_RUNNER_PAT": BENCH_PAT}
+    try:
+        started = time.time()
+        proc.run([*argv, config.self_hosted_image], check=True, env=env)
+        record = "/home/runner/_diag/standin-calls.jsonl"
+        deadline = time.monotonic() + 60
+        run_at = None
+        while run_at is None and time.monotonic() < deadline:
+            found = proc.run([config.docker, "exec", name, "cat", record])
+            for line in found.stdout.splitlines() if found.ok else []:
+                call = json.loads(line)
+                if call["script"] == "run.sh":
+                    run_at = datetime.fromisoformat(call["time"]).timestamp()
+            time.sleep(0.02)
+        if run_at is None:
+            raise CiparityError(f"run.sh never started in {name}")
+        stopping = time.monotonic()
+        proc.run([config.docker, "stop", "-t", "60", name], check=True)
+        stopped = time.monotonic() - stopping
+        code = proc.run([config.docker, "inspect", "--format", "{{.State.ExitCode}}", name])
+        if code.stdout.strip() != "0":
+            raise CiparityError(f"{name} exited with {code.stdout.strip()} after the stop")
+        return run_at - started, stopped
+    finally:
+        proc.run([config.docker, "rm", "-f", name])
+
+
+def run_runner(config: Config, output: Path) -> list[tuple[str, str]]:
+    """The self-hosted image against the fake GitHub API: start-up, stop, size."""
+    script = config.root / "tests" / "fixtures" / "fake_github.py"
+    if not script.is_file():
+        raise CiparityError(f"bench --runner needs the fake GitHub API at {script}")
+    fake = f"ciparity-bench-fake-{os.getpid()}"
+    image = config.self_hosted_image
+    argv = [config.docker, "create", "--name", fake, "--label", "ciparity.managed=1"]
+    argv += ["--entrypoint", "python3", image, "/tmp/fake_github.py", "--port", "8080"]
+    argv += ["--pat", BENCH_PAT]
+    try:
+        proc.run(argv, check=True)
+        proc.run([config.docker, "cp", str(script), f"{fake}:/tmp/fake_github.py"], check=True)
+        proc.run([config.docker, "start", fake], check=True)
+        deadline = time.monotonic() + 30
+        while "listening on" not in proc.run([config.docker, "logs", fake]).stdout:
+            if time.monotonic() > deadline:
+                raise CiparityError("the fake GitHub API did not start")
+            time.sleep(0.1)
+        rounds = [_runner_round(config, fake, i) for i in range(RUNNER_ROUNDS)]
+        removals = proc.run([config.docker, "exec", fake, "python3", "-c", _COUNT_REMOVALS])
+    finally:
+        proc.run([config.docker, "rm", "-f", fake])
+    starts = [r[0] for r in rounds]
+    stops = [r[1] for r in rounds]
+
+    def spread(values: list[float]) -> str:
+        median = statistics.median(values)
+        return f"{median:.2f} s (min {min(values):.2f}, max {max(values):.2f})"
+
+    rows = [
+        (f"`docker run` to the agent's run.sh started, median of {RUNNER_ROUNDS}", spread(starts)),
+        (
+            f"SIGTERM (`docker stop`) to deregistered and exited, median of {RUNNER_ROUNDS}",
+            spread(stops),
+        ),
+        (
+            "runners deregistered (fake API: remove calls / runners)",
+            f"{removals.stdout.strip()} / {RUNNER_ROUNDS}",
+        ),
+        (f"{image} size", f"{images.image_size(config.docker, image) / 1e6:.0f} MB"),
+    ]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(
+        "# ciparity bench: self-hosted runner\n\n" + markdown_table(("measure", "value"), rows)
+    )
+    return rows
+
+
+_COUNT_REMOVALS = (
+    "import json, urllib.request as u;"
+    " r = json.loads(u.urlopen('http://127.0.0.1:8080/_fake/requests').read());"
+    " print(sum(1 for x in r if x['path'] == '/_agent/remove'))"
+)

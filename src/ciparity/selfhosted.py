@@ -38,6 +38,7 @@ class Plan:
     pool: str
     prefix: str
     network: str = ""
+    pass_env: tuple[str, ...] = ()  # config `env_allow`: more variables the runners see
     stop_timeout: int = 60
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
@@ -87,6 +88,7 @@ def plan(config: Config, environ: Mapping[str, str], replicas: int, network: str
         pool=f"{prefix}-{secrets.token_hex(3)}",
         prefix=prefix,
         network=network,
+        pass_env=tuple(name for name in config.env_allow if name in environ),
         stop_timeout=int(settings.stop_timeout) + 40,
     )
 
@@ -116,6 +118,7 @@ def spec(p: Plan, index: int) -> container.Spec:
         image=p.image,
         command=(),
         env=p.env,
+        pass_env=p.pass_env,
         labels={POOL: p.pool},
         name=f"{p.pool}-{index}",
         init=False,  # the image's tini is PID 1

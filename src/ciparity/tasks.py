@@ -408,17 +408,23 @@ def doctor(c: Context) -> None:
     help={
         "output": "Markdown file for the table (default reports/bench.md, bench-act.md)",
         "act": "measure act-ci instead: warm act-ci against warm ci, act's overhead per job",
+        "runner": "measure the self-hosted runner: start-up and stop against the fake GitHub API",
     }
 )
-def bench(c: Context, output: str = "", act: bool = False) -> None:
+def bench(c: Context, output: str = "", act: bool = False, runner: bool = False) -> None:
     """Measure cold/warm builds, a one-file rebuild, warm `ci` against native, and image size."""
     from ciparity import bench as bench_service
 
     config = _config()
     _docker_ready(config)
-    default = "bench-act.md" if act else "bench.md"
+    default = "bench-runner.md" if runner else "bench-act.md" if act else "bench.md"
     path = Path(output) if output else config.reports_dir / default
-    (bench_service.run_act if act else bench_service.run)(config, path)
+    if runner:
+        if images.inspect_label(config.docker, config.self_hosted_image, "") is None:
+            _build_runner(config)
+        bench_service.run_runner(config, path)
+    else:
+        (bench_service.run_act if act else bench_service.run)(config, path)
     print(f"wrote {path}")
 
 

@@ -109,3 +109,17 @@ def test_list_and_dry_run(shared_dir: Path) -> None:
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert any(line.split()[:2] == ["broken", "success"] for line in planned.stdout.splitlines())
     assert "calling" not in planned.stdout and managed(repo) == []
+
+
+def test_a_self_hosted_job_runs_in_the_self_hosted_image(shared_dir: Path) -> None:
+    """`runs-on: [self-hosted, linux, x64]` maps to ciparity-runner:self-hosted (.actrc): the
+    job sees the runner's layout, uid 1001 and the docker group, as on our runners."""
+    repo = copy_fixture("act_selfhosted", shared_dir)
+    _git_repo(repo)
+    done = invoke(["act-ci", "--job", "on-our-runner"], repo)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "agent: /home/runner/run.sh as 1001:1001 groups" in done.stdout
+    assert any(
+        line.split()[:2] == ["on-our-runner", "success"] for line in done.stdout.splitlines()
+    )
+    assert managed(repo) == []
