@@ -318,24 +318,10 @@ class Runner:
             env["ACTIONS_RUNNER_INPUT_" + key.upper()] = value
         return env
 
-    def run_script(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
-        """Run config.sh to the end, output redacted; signals meanwhile are only noted."""
-        child = subprocess.Popen(  # nosec B603
-            list(argv),
-            cwd=self.settings.agent_dir,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C on the terminal must not cut a registration short
-        )
-        assert child.stdout is not None  # nosec B101
-        self._pump(child.stdout)
-        return child.wait()
-
-    def supervise(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
-        """Run run.sh until it exits; a stop signal is passed on, then waited for, then enforced."""
-        child = subprocess.Popen(  # nosec B603
+    def _spawn(self, argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        """An agent script in its own session (a Ctrl-C on a terminal reaches only us: we decide
+        what the agent gets), its output piped through the redactor."""
+        return subprocess.Popen(  # nosec B603
             list(argv),
             cwd=self.settings.agent_dir,
             env=dict(env),
@@ -344,6 +330,17 @@ class Runner:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def run_script(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
+        """Run config.sh to the end; signals meanwhile are only noted, never cut it short."""
+        child = self._spawn(argv, env)
+        assert child.stdout is not None  # nosec B101
+        self._pump(child.stdout)
+        return child.wait()
+
+    def supervise(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
+        """Run run.sh until it exits; a stop signal is passed on, then waited for, then enforced."""
+        child = self._spawn(argv, env)
         self._child = child
         assert child.stdout is not None  # nosec B101
         pump = threading.Thread(target=self._pump, args=(child.stdout,), daemon=True)
