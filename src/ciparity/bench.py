@@ -184,6 +184,7 @@ def run_act(config: Config, output: Path) -> list[tuple[str, str]]:
 
 RUNNER_ROUNDS = 5
 BENCH_PAT = "ghp_bench0000000000000000000000"
+FAKE_PATH = "/home/runner/fake_github.py"  # in the fake's container (the self-hosted image)
 
 
 def _runner_round(config: Config, fake: str, index: int) -> tuple[float, float]:
@@ -229,11 +230,11 @@ def run_runner(config: Config, output: Path) -> list[tuple[str, str]]:
     fake = f"ciparity-bench-fake-{os.getpid()}"
     image = config.self_hosted_image
     argv = [config.docker, "create", "--name", fake, "--label", "ciparity.managed=1"]
-    argv += ["--entrypoint", "python3", image, "/tmp/fake_github.py", "--port", "8080"]
+    argv += ["--entrypoint", "python3", image, FAKE_PATH, "--port", "8080"]
     argv += ["--pat", BENCH_PAT]
     try:
         proc.run(argv, check=True)
-        proc.run([config.docker, "cp", str(script), f"{fake}:/tmp/fake_github.py"], check=True)
+        proc.run([config.docker, "cp", str(script), f"{fake}:{FAKE_PATH}"], check=True)
         proc.run([config.docker, "start", fake], check=True)
         deadline = time.monotonic() + 30
         while "listening on" not in proc.run([config.docker, "logs", fake]).stdout:

@@ -145,7 +145,12 @@ class Auth:
 
 def app_jwt(app_id: str, private_key: str, now: float | None = None) -> str:
     """The JWT a GitHub App authenticates with: RS256, issued a minute ago, valid 9 minutes."""
-    import jwt  # PyJWT; imported here so the rest of the module needs only the stdlib
+    try:
+        import jwt  # PyJWT; imported here so the rest of the module needs only the stdlib
+    except ImportError:
+        raise CiparityError(
+            "GitHub App credentials need PyJWT and cryptography: pip install 'ciparity[runner]'"
+        ) from None
 
     issued = int(now if now is not None else time.time()) - 60
     claims = {"iat": issued, "exp": issued + 600, "iss": app_id}
@@ -156,6 +161,8 @@ def check_app_key(private_key: str) -> None:
     """Raise a one-line error for a key that cannot sign, before any network call."""
     try:
         app_jwt("0", private_key)
+    except CiparityError:
+        raise
     except Exception as exc:  # PyJWT and cryptography raise several types for bad keys
         raise CiparityError(
             "CIPARITY_RUNNER_APP_PRIVATE_KEY is not a PEM RSA private key"
@@ -202,9 +209,15 @@ class Client:
         self.redact.add(config)
         return int(answer["runner"]["id"]), config
 
+    def delete_runner(self, runner_id: int) -> None:
+        self.request("DELETE", f"{self.scope.api_prefix}/actions/runners/{runner_id}")
+
     def _token(self, which: str) -> str:
-        answer = self.request("POST", f"{self.scope.api_prefix}/actions/runners/{which}")
-        token = str(answer["token"])
+        path = f"{self.scope.api_prefix}/actions/runners/{which}"
+        answer = self.request("POST", path)
+        if not isinstance(answer, dict) or not isinstance(answer.get("token"), str):
+            raise ApiError(f"GitHub API POST {path} answered without a token")
+        token: str = answer["token"]
         self.redact.add(token)
         return token
 
@@ -268,7 +281,10 @@ class Client:
                 # The scheme was checked to be http(s) when the settings were read.
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # nosec B310
                     raw = resp.read()
-                return json.loads(raw) if raw else {}
+                try:
+                    return json.loads(raw) if raw else {}
+                except ValueError:
+                    raise ApiError(f"GitHub API {method} {path} answered with no JSON") from None
             except urllib.error.HTTPError as exc:
                 status, message = exc.code, _message(exc)
                 retry_after = _retry_after(exc)

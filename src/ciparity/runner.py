@@ -13,7 +13,10 @@ Lifecycle of a registered (non-JIT) runner:
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import platform
 import re
 import secrets
 import signal
@@ -23,7 +26,7 @@ import subprocess  # nosec B404
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -33,6 +36,7 @@ from ciparity import config as cfg
 from ciparity.errors import CiparityError, Interrupted
 from ciparity.github import (
     SCOPES,
+    ApiError,
     Auth,
     Client,
     Redactor,
@@ -57,7 +61,8 @@ FOREIGN = (
     " DISABLE_AUTO_UPDATE RUNNER_NAME_PREFIX RUNNER_WORKDIR RUNNER_GROUP APP_ID APP_PRIVATE_KEY"
     " APP_LOGIN"
 ).split()
-DEFAULT_LABELS = ("self-hosted", "Linux", "X64")
+# The labels the agent gives itself; config.sh adds them, a JIT config must list them.
+ARCH_LABELS = {"x86_64": "X64", "amd64": "X64", "aarch64": "ARM64", "arm64": "ARM64"}
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _LABEL = re.compile(r"^[^\s,]{1,256}$")
 
@@ -106,15 +111,21 @@ class Settings:
         return "token"
 
     def all_labels(self) -> tuple[str, ...]:
-        """The labels config.sh is given: GitHub's defaults (unless turned off) and ours."""
-        extra = tuple(label for label in self.labels if label not in DEFAULT_LABELS)
-        return extra if self.no_default_labels else DEFAULT_LABELS + extra
+        """Every label the runner gets: the agent's defaults (unless turned off) and ours."""
+        defaults = default_labels()
+        extra = tuple(label for label in self.labels if label not in defaults)
+        return extra if self.no_default_labels else defaults + extra
 
     def secrets(self) -> list[str]:
         found = [self.token, self.jitconfig]
         if self.auth is not None:
             found.append(self.auth.secret)
         return [s for s in found if s]
+
+
+def default_labels() -> tuple[str, ...]:
+    machine = platform.machine().lower()
+    return ("self-hosted", "Linux", ARCH_LABELS.get(machine, machine.upper()))
 
 
 def _fail(message: str) -> CiparityError:
@@ -176,9 +187,9 @@ def read_settings(environ: Mapping[str, str], agent_dir: str = "/home/runner") -
             parsed = int(value) if integer else float(value)
         except ValueError:
             parsed = low - 1
-        if parsed < low:
+        if not math.isfinite(parsed) or parsed < low or parsed > 86400:
             kind = "a whole number" if integer else "a number"
-            raise _fail(f"{PREFIX}{key}={value!r}: expected {kind} >= {low:g}")
+            raise _fail(f"{PREFIX}{key}={value!r}: expected {kind} from {low:g} to 86400")
         return parsed
 
     settings = Settings(agent_dir=Path(get("AGENT_DIR") or agent_dir))
@@ -252,6 +263,12 @@ def read_settings(environ: Mapping[str, str], agent_dir: str = "/home/runner") -
         raise _fail(f"{PREFIX}NO_DEFAULT_LABELS=true needs {PREFIX}LABELS, or no job can match")
     settings.group = get("GROUP")
     settings.group_id = int(number("GROUP_ID", 1, 1, integer=True))
+    if settings.jit and settings.group:
+        raise _fail(
+            f"{PREFIX}GROUP names a group for config.sh; a JIT runner needs {PREFIX}GROUP_ID"
+        )
+    if get("GROUP_ID") and not settings.jit:
+        raise _fail(f"{PREFIX}GROUP_ID is for JIT runners ({PREFIX}JIT=true); use {PREFIX}GROUP")
     name, prefix = get("NAME"), get("NAME_PREFIX")
     if name and prefix:
         raise _fail(f"set {PREFIX}NAME or {PREFIX}NAME_PREFIX, not both")
@@ -287,9 +304,10 @@ class Runner:
     out: IO[str] = field(default_factory=lambda: sys.stdout)
     redact: Redactor = field(default_factory=Redactor)
     signalled: int = 0
+    registered: bool = False
     deregistered: bool = False
     _child: subprocess.Popen[bytes] | None = None
-    _registering: bool = False
+    _interruptible: bool = False
 
     def __post_init__(self) -> None:
         self.redact.add(*self.settings.secrets())
@@ -373,14 +391,25 @@ class Runner:
             child.send_signal(signum)
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
-        first = not self.signalled
-        if first:
+        """Note the stop and pass it to run.sh; abort only a wait on GitHub's API. Nothing is
+        printed here: the main thread may be in the middle of a write."""
+        if not self.signalled:
             self.signalled = signum
-            self.log(f"got {signal.Signals(signum).name}: stopping the runner")
         if self._child is not None:
             self._forward(signum)
-        elif first and not self._registering and not self.deregistered:
+        elif self._interruptible:
             raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """API calls made before anything is registered: a stop may cut them short."""
+        if self.signalled:
+            raise Interrupted(self.signalled)
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -418,9 +447,12 @@ class Runner:
         client = self.client() if s.auth is not None else None
         if self.configured():
             self.remove_stale(client)
-        token = s.token or (client.registration_token() if client else "")
+        with self.interruptible():
+            token = s.token or (client.registration_token() if client else "")
         argv = [str(self.script("config.sh")), "--unattended", "--url", s.url, "--name", s.name]
-        argv += ["--work", s.workdir, "--labels", ",".join(s.all_labels())]
+        argv += ["--work", s.workdir]
+        if s.labels:  # the agent adds its default labels itself
+            argv += ["--labels", ",".join(s.labels)]
         if s.no_default_labels:
             argv.append("--no-default-labels")
         if s.group:
@@ -429,49 +461,63 @@ class Runner:
             argv.append("--ephemeral")
         if s.disable_update:
             argv.append("--disableupdate")
-        self._registering = True
         try:
             kind = "ephemeral" if s.ephemeral else "persistent"
             self.log(f"registering {s.name} ({kind}) with {s.url}")
             code = self.run_script(argv, self.child_env(token=token))
-        finally:
-            self._registering = False
-        if code != 0:
-            raise AgentError(
-                f"config.sh failed with exit code {code}: the runner is not registered"
-            )
-        try:
+            if code != 0:
+                raise AgentError(f"config.sh failed with exit code {code}: not registered")
+            self.registered = True
             if self.signalled:
-                return 0
+                return self.stopped()
             self.log(f"starting run.sh for {s.name}")
             code = self.supervise([str(self.script("run.sh"))], self.child_env())
+            if self.signalled:
+                return self.stopped()
             self.log(f"run.sh exited with code {code}")
-            return 0 if self.signalled else code
+            return exit_code(code)
         finally:
             self.deregister(client)
 
+    def stopped(self) -> int:
+        self.log(f"stopped by {signal.Signals(self.signalled).name}")
+        return 0
+
     def run_jit(self) -> int:
         s = self.settings
-        config = s.jitconfig
+        config, runner_id = s.jitconfig, 0
         if not config:
-            assert s.auth is not None  # nosec B101
-            runner_id, config = self.client().jit_config(
-                s.name, s.all_labels(), s.group_id, s.workdir
-            )
+            with self.interruptible():
+                runner_id, config = self.client().jit_config(
+                    s.name, s.all_labels(), s.group_id, s.workdir
+                )
             self.log(f"generated a JIT config for {s.name} (runner id {runner_id})")
-        if self.signalled:
-            return 0
         self.log("starting run.sh with a JIT config: GitHub removes the runner after its job")
         code = self.supervise([str(self.script("run.sh"))], self.child_env(jitconfig=config))
-        return 0 if self.signalled else code
+        if not self.signalled:
+            return exit_code(code)
+        if runner_id:
+            # Stopped before or during its job: a generated runner is ours to remove.
+            try:
+                self.client().delete_runner(runner_id)
+                self.log(f"removed {s.name} (runner id {runner_id})")
+            except ApiError as exc:
+                if "(404" not in exc.message:  # gone already: GitHub removed it after its job
+                    raise
+        return self.stopped()
 
     def remove_stale(self, client: Client | None) -> None:
         """A .runner left by an earlier start of this container: unregister it, or forget it."""
         self.log("found a registration left by an earlier start of this container: removing it")
-        token = client.remove_token() if client else self.settings.token
-        code = self.run_script(
-            [str(self.script("config.sh")), "remove"], self.child_env(token=token)
-        )
+        try:
+            with self.interruptible():
+                token = client.remove_token() if client else self.settings.token
+            code = self.run_script(
+                [str(self.script("config.sh")), "remove"], self.child_env(token=token)
+            )
+        except ApiError as exc:
+            self.log(f"could not get a remove token: {exc.message}")
+            code = 1
         if code != 0:
             self.log(
                 "could not remove it (GitHub drops offline runners after a while): forgetting it"
@@ -480,8 +526,9 @@ class Runner:
                 self.script(name).unlink(missing_ok=True)
 
     def deregister(self, client: Client | None) -> None:
-        """`config.sh remove`, at most once, and only while the agent is still registered."""
-        if self.deregistered:
+        """`config.sh remove`, at most once, and only for a runner this start registered that
+        is still registered."""
+        if self.deregistered or not self.registered:
             return
         self.deregistered = True
         if not self.configured():
@@ -501,6 +548,11 @@ class Runner:
         self.log(f"deregistered {self.settings.name}")
 
 
+def exit_code(code: int) -> int:
+    """run.sh's exit code as a process's: killed by signal N (not by us) is 128 + N."""
+    return 128 - code if code < 0 else code
+
+
 def _delete_secret_files(settings: Settings, log: Callable[[str], None]) -> None:
     for path in settings.secret_files:
         try:
@@ -516,8 +568,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         # Under ARC the controller registered this runner; run.sh reads the config itself.
         run_sh = Path(env.get(PREFIX + "AGENT_DIR") or agent_dir) / "run.sh"
         print("ciparity-runner: JIT config from the environment (ARC): starting run.sh", flush=True)
-        # The agent's own script, by absolute path, with no arguments from outside.
-        os.execv(run_sh, [str(run_sh)])  # nosec B606
+        try:
+            # The agent's own script, by absolute path, with no arguments from outside.
+            os.execv(run_sh, [str(run_sh)])  # nosec B606
+        except OSError as exc:
+            print(f"ciparity-runner: error: cannot start {run_sh}: {exc.strerror}", file=sys.stderr)
+            return 4
     try:
         settings = read_settings(env, agent_dir)
     except CiparityError as exc:
@@ -534,9 +590,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except CiparityError as exc:
         print(runner.redact(f"ciparity-runner: error: {exc.message}"), file=sys.stderr, flush=True)
         return exc.exit_code
-    except Interrupted as exc:
-        runner.log("stopped")
-        return 0 if exc.signum in (signal.SIGTERM, signal.SIGINT) else exc.exit_code
+    except Interrupted:
+        return runner.stopped()
+    except Exception as exc:  # a bug or an answer nobody expected: still one line, no traceback
+        message = f"ciparity-runner: error: unexpected {type(exc).__name__}: {exc}"
+        print(runner.redact(message), file=sys.stderr, flush=True)
+        return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -15,6 +15,7 @@ import secrets
 import sys
 import tarfile
 import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO
@@ -22,10 +23,12 @@ from typing import IO
 from ciparity import container, proc, runner
 from ciparity.config import PARSERS, Config, env_name
 from ciparity.errors import CiparityError, ConfigError, DockerError, Interrupted
+from ciparity.github import LOOPBACK
 
 DROP_DIR = ".ciparity"  # under /home/runner, created by `docker cp`
 POOL = "ciparity.runners"
 RUNNER_UID = 1001
+AGENT_LABEL = "ciparity.runner-agent"
 
 
 @dataclass
@@ -180,15 +183,21 @@ class Pool:
         return code
 
     def run(self, replicas: int, once: bool, poll: float = 1.0) -> None:
-        """Keep `replicas` runners up (or, with `once`, wait until the first ones have exited)."""
+        """Keep `replicas` runners up (or, with `once`, wait until the first ones have exited).
+
+        Only a runner that exited 0 (its job done) is replaced. One that failed (an expired
+        token, a revoked PAT, GitHub down) is not: restarting it would only fail again, as
+        often as we could, against GitHub's API. The pool ends when no runner is left."""
         for _ in range(replicas):
             self.start_one()
         self.say(f"{replicas} runner(s) up; Ctrl-C stops and deregisters them")
         while self.running:
             time.sleep(poll)
             for name in self.exited():
-                self.reap(name)
-                if not once:
+                code = self.reap(name)
+                if code != 0:
+                    self.say(f"{name} failed: not replaced ({len(self.running)} left)")
+                elif not once:
                     self.start_one()
 
     def stop(self) -> None:
@@ -202,6 +211,27 @@ class Pool:
             self.reap(name)
 
 
+def check_image(config: Config, url: str) -> None:
+    """Refuse an image whose agent is the stand-in (a test double) for a real GitHub."""
+    found = proc.run(
+        [
+            config.docker,
+            "image",
+            "inspect",
+            "--format",
+            f'{{{{index .Config.Labels "{AGENT_LABEL}"}}}}',
+        ]
+        + [config.self_hosted_image]
+    )
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if found.ok and found.stdout.strip() == "standin" and host not in LOOPBACK:
+        raise ConfigError(
+            f"{config.self_hosted_image} carries the stand-in agent, a test double: build it with"
+            " the real one (`CIPARITY_RUNNER_AGENT=download invoke build-runner`, or `local` with"
+            " runner/dist/actions-runner.tar.gz)"
+        )
+
+
 def run(
     config: Config,
     environ: Mapping[str, str],
@@ -212,6 +242,7 @@ def run(
 ) -> int:
     """Run the pool until interrupted (or, with `once`, until its runners exit); the exit code."""
     p = plan(config, environ, replicas, network)
+    check_image(config, environ.get(runner.PREFIX + "URL", ""))
     pool = Pool(p, config.docker, out or sys.stdout)
     try:
         pool.run(replicas, once)

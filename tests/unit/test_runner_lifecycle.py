@@ -21,6 +21,8 @@ from conftest import fake_github_module
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ciparity import runner
+
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "tests" / "fixtures" / "standin_agent"
 CANARY = "ghp_CANARY0canary0CANARY0canary01"
@@ -139,7 +141,7 @@ def test_pat_repo_ephemeral_job_ends_with_exit_0_and_no_remove(tmp_path: Path, f
     argv = configure["argv"]
     assert argv[:3] == ["--unattended", "--url", url(fake)]
     assert argv[argv.index("--name") + 1].startswith("ciparity-")
-    assert argv[argv.index("--labels") + 1] == "self-hosted,Linux,X64,gpu"
+    assert argv[argv.index("--labels") + 1] == "gpu"  # the agent adds its default labels
     assert argv[argv.index("--work") + 1] == "_work" and "--ephemeral" in argv
     # The registration token travels in config.sh's environment; the PAT goes nowhere.
     assert configure["env"]["ACTIONS_RUNNER_INPUT_TOKEN"].startswith("REG")
@@ -226,7 +228,7 @@ def test_jit_generated_with_a_pat_skips_config_sh(tmp_path: Path, fake: Any) -> 
         "pat",
     )
     body = fake.requests[entry.seen]["body"]
-    assert body["labels"] == ["self-hosted", "Linux", "X64", "jit"]
+    assert body["labels"] == [*runner.default_labels(), "jit"]
     assert body["runner_group_id"] == 1 and body["work_folder"] == "_work"
     assert entry.calls("config.sh") == []
     (run,) = entry.calls("run.sh")
@@ -293,7 +295,22 @@ def test_a_stale_registration_that_cannot_be_removed_is_forgotten(
     (agent / ".runner").write_text(json.dumps({"agentId": 999999, "agentName": "gone"}))
     entry = Entry(tmp_path, fake, {"URL": url(fake), "PAT": CANARY}, STANDIN_AGENT_JOB="0.2")
     assert entry.finish() == 0, entry.output()
-    assert "forgetting it" in entry.output() or "Does not exist" in entry.output()
+    assert "Does not exist" in entry.output()  # config.sh remove skips what GitHub lacks
+    assert "forgetting it" not in entry.output()
+    assert fake.runners == []
+
+
+def test_a_stale_registration_is_forgotten_when_it_cannot_be_removed(
+    tmp_path: Path, fake: Any
+) -> None:
+    agent = tmp_path / "agent"
+    shutil.copytree(STANDIN, agent)
+    (agent / ".runner").write_text(json.dumps({"agentId": 999999, "agentName": "gone"}))
+    fake.add_fault("remove-token=403x1")
+    entry = Entry(tmp_path, fake, {"URL": url(fake), "PAT": CANARY}, STANDIN_AGENT_JOB="0.2")
+    assert entry.finish() == 0, entry.output()
+    assert "could not get a remove token" in entry.output() and "forgetting it" in entry.output()
+    assert entry.calls("config.sh")[0]["argv"][:1] != ["remove"]
     assert fake.runners == []
 
 
@@ -414,3 +431,32 @@ def test_the_canary_credential_never_reaches_a_log_or_a_job(tmp_path: Path, fake
     assert CANARY not in entry.output()
     assert all(CANARY not in json.dumps(c["env"]) for c in entry.calls())
     assert CANARY not in json.dumps(fake.requests)
+
+
+def test_a_stopped_jit_runner_it_generated_is_deleted(tmp_path: Path, fake: Any) -> None:
+    entry = Entry(tmp_path, fake, {"URL": url(fake), "PAT": CANARY, "JIT": "true"})
+    entry.wait_for("Listening for Jobs")
+    assert len(fake.runners) == 1
+    entry.proc.terminate()
+    assert entry.finish() == 0, entry.output()
+    assert entry.requests()[-1][:2] == ("DELETE", f"/repos/octo/hello/actions/runners/{1001}")
+    assert fake.runners == [] and "stopped by SIGTERM" in entry.output()
+
+
+def test_run_sh_killed_by_a_signal_is_128_plus_n(tmp_path: Path, fake: Any) -> None:
+    agent = tmp_path / "agent"
+    shutil.copytree(STANDIN, agent)
+    (agent / "run.sh").write_text("#!/bin/bash\nkill -KILL $$\n")
+    entry = Entry(tmp_path, fake, {"URL": url(fake), "PAT": CANARY})
+    assert entry.finish() == 137, entry.output()
+    assert "run.sh exited with code -9" in entry.output()
+    assert fake.runners == []  # still deregistered
+
+
+def test_under_arc_a_missing_run_sh_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environ = {runner.ARC_JITCONFIG: "e30=", "CIPARITY_RUNNER_AGENT_DIR": str(tmp_path)}
+    assert runner.main(environ=environ) == 4
+    err = capsys.readouterr().err
+    assert err.startswith("ciparity-runner: error: cannot start ") and err.count("\n") == 1
