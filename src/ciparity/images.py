@@ -379,9 +379,12 @@ def build(
     started = time.monotonic()
     result = proc.run(argv, env=env, cwd=config.root, tee=out or sys.stdout)
     seconds = time.monotonic() - started
-    config.reports_dir.mkdir(parents=True, exist_ok=True)
     log = config.reports_dir / f"build-{target}.log"
-    log.write_text(result.stdout, encoding="utf-8")
+    try:
+        config.reports_dir.mkdir(parents=True, exist_ok=True)
+        log.write_text(result.stdout, encoding="utf-8")
+    except OSError as exc:  # a read-only checkout: the build itself is what matters
+        proc.eprint(f"ciparity: warning: cannot write the build log {log}: {exc.strerror}")
     steps, failure = parse_progress(result.stdout)
     if not result.ok:
         where = failure or proc.reason(result.stdout)

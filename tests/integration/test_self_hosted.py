@@ -38,6 +38,12 @@ def docker(*args: str, check: bool = True, **kw: Any) -> subprocess.CompletedPro
     return done
 
 
+def repo_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment for invoke run in this checkout: its reports go where this run's go (in
+    a check container, the only writable part of the checkout)."""
+    return invoke_env({"CIPARITY_REPORTS": os.environ.get("CIPARITY_REPORTS", "reports"), **extra})
+
+
 @pytest.fixture(scope="module")
 def image(engine: None) -> str:
     """The self-hosted image with the stand-in agent, under a tag of its own: built (from cache,
@@ -45,7 +51,7 @@ def image(engine: None) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "invoke", "build-runner"],
         cwd=REPO,
-        env=invoke_env({"CIPARITY_SELF_HOSTED_IMAGE": IMAGE, "CIPARITY_RUNNER_AGENT": "standin"}),
+        env=repo_env({"CIPARITY_SELF_HOSTED_IMAGE": IMAGE, "CIPARITY_RUNNER_AGENT": "standin"}),
         capture_output=True,
         text=True,
         timeout=900,
@@ -176,6 +182,12 @@ class Runner:
 
     def remove(self) -> None:
         docker("rm", "-f", self.name, check=False)
+
+
+def pool_containers(prefix: str, every: bool = True) -> list[str]:
+    """`invoke runners` containers of this test's pool (named after its prefix)."""
+    argv = ["ps", "-q", "--filter", "label=ciparity.runners", "--filter", f"name={prefix}-"]
+    return docker(*argv, *(["-a"] if every else [])).stdout.split()
 
 
 @pytest.fixture
@@ -344,11 +356,12 @@ def test_api_errors_in_the_image(fake: Fake, runners: list[Runner]) -> None:
 def test_invoke_runners_replaces_finished_runners_and_deregisters_on_stop(
     fake: Fake, tmp_path: Path
 ) -> None:
-    env = invoke_env(
+    prefix = f"it-pool-{secrets.token_hex(3)}"
+    env = repo_env(
         {
             "CIPARITY_RUNNER_URL": f"{ORIGIN}/octo/hello",
             "CIPARITY_RUNNER_PAT": CANARY,
-            "CIPARITY_RUNNER_NAME_PREFIX": "it-pool",
+            "CIPARITY_RUNNER_NAME_PREFIX": prefix,
             "CIPARITY_SELF_HOSTED_IMAGE": IMAGE,
             "CIPARITY_ENV_ALLOW": "STANDIN_AGENT_JOB",
             "STANDIN_AGENT_JOB": "3",
@@ -382,7 +395,7 @@ def test_invoke_runners_replaces_finished_runners_and_deregisters_on_stop(
         # Two at first; each ephemeral runner's job ends, a fresh container replaces it.
         assert wait_for(lambda: registered() >= 3, 120), log.read_text()
         assert wait_for(lambda: len(fake.runners()) == 2, 60), log.read_text()
-        pool_boxes = docker("ps", "--filter", "label=ciparity.runners", "-q").stdout.split()
+        pool_boxes = pool_containers(prefix, every=False)
         assert len(pool_boxes) == 2
         inspected = docker("inspect", *pool_boxes).stdout
         assert CANARY not in inspected  # the PAT was copied in as a file, not passed as env
@@ -394,7 +407,7 @@ def test_invoke_runners_replaces_finished_runners_and_deregisters_on_stop(
     text = log.read_text()
     assert code == 0, text
     assert fake.runners() == [], text
-    assert docker("ps", "-a", "--filter", "label=ciparity.runners", "-q").stdout.split() == []
+    assert pool_containers(prefix) == []
     assert CANARY not in text
     removes = fake.paths().count("/_agent/remove")
     assert removes == 2, text  # the two running at the stop; finished ones removed themselves
@@ -448,18 +461,26 @@ def test_the_release_path_checks_the_tarball_checksum(image: str, tmp_path: Path
 
 
 def test_invoke_runners_bad_settings_are_one_line_and_start_nothing(image: str) -> None:
+    prefix = f"it-bad-{secrets.token_hex(3)}"
     cases = {
         ("--replicas", "2"): "ciparity: error: no credential: set one of CIPARITY_RUNNER_TOKEN",
         ("--replicas", "0"): "ciparity: error: --replicas 0: expected at least 1",
+        ("--replicas", "1"): f"ciparity: error: {IMAGE} carries the stand-in agent, a test double",
     }
     for args, expected in cases.items():
-        env = {"CIPARITY_SELF_HOSTED_IMAGE": IMAGE, "CIPARITY_RUNNER_URL": f"{ORIGIN}/o/r"}
-        if args[1] == "0":
+        env = {
+            "CIPARITY_SELF_HOSTED_IMAGE": IMAGE,
+            "CIPARITY_RUNNER_URL": f"{ORIGIN}/o/r",
+            "CIPARITY_RUNNER_NAME_PREFIX": prefix,
+        }
+        if args[1] != "2":
             env["CIPARITY_RUNNER_TOKEN"] = "x" * 8
+        if args[1] == "1":
+            env["CIPARITY_RUNNER_URL"] = "https://github.com/octo/hello"
         done = subprocess.run(
             [sys.executable, "-m", "invoke", "runners", *args],
             cwd=REPO,
-            env=invoke_env(env),
+            env=repo_env(env),
             capture_output=True,
             text=True,
             timeout=120,
@@ -467,4 +488,31 @@ def test_invoke_runners_bad_settings_are_one_line_and_start_nothing(image: str) 
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().splitlines() == [done.stderr.strip()]
         assert done.stderr.startswith(expected), done.stderr
-    assert docker("ps", "-a", "--filter", "label=ciparity.runners", "-q").stdout.split() == []
+    assert pool_containers(prefix) == []
+
+
+def test_invoke_runners_does_not_restart_failing_runners(fake: Fake, tmp_path: Path) -> None:
+    """A registration token GitHub does not know: each runner fails in config.sh; none is
+    replaced (that would retry against GitHub forever) and the pool ends with that code."""
+    prefix = f"it-fail-{secrets.token_hex(3)}"
+    env = {
+        "CIPARITY_RUNNER_NAME_PREFIX": prefix,
+        "CIPARITY_SELF_HOSTED_IMAGE": IMAGE,
+        "CIPARITY_RUNNER_URL": f"{ORIGIN}/octo/hello",
+        "CIPARITY_RUNNER_TOKEN": "REGnotissuedbyfake",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "runners", "--replicas", "2"]
+        + ["--network", f"container:{fake.name}"],
+        cwd=REPO,
+        env=repo_env(env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert done.stdout.count("failed: not replaced") == 2, done.stdout
+    assert done.stdout.count("started ") == 2
+    assert done.stderr.strip() == "ciparity: a runner exited with code 4"
+    assert fake.paths().count("/_agent/register") == 2
+    assert pool_containers(prefix) == []

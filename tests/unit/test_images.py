@@ -252,6 +252,18 @@ def test_build_success_writes_the_log_and_keeps_proxies_out_of_argv(
     assert report.seconds >= 0
 
 
+def test_build_in_a_read_only_checkout_warns_about_the_log(
+    make_config: MakeConfig, fake_run: FakeRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(reports="taken")
+    (config.root / "taken").write_text("a file where the reports folder would go")
+    fake_run.on("docker", "buildx", "build", stdout=LOG)
+    report = images.build(config, Path("D"), "ci", "ci:1", False, io.StringIO(), {})
+    assert report.tag == "ci:1"
+    err = capsys.readouterr().err
+    assert err.startswith("ciparity: warning: cannot write the build log ") and err.count("\n") == 1
+
+
 def test_build_online_without_buildx_uses_the_process_environment(
     make_config: MakeConfig, fake_run: FakeRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
