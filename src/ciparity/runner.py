@@ -570,7 +570,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print("ciparity-runner: JIT config from the environment (ARC): starting run.sh", flush=True)
         try:
             # The agent's own script, by absolute path, with no arguments from outside.
-            os.execv(run_sh, [str(run_sh)])  # nosec B606
+            os.execv(run_sh, [str(run_sh)])  # nosec
         except OSError as exc:
             print(f"ciparity-runner: error: cannot start {run_sh}: {exc.strerror}", file=sys.stderr)
             return 4

@@ -4,6 +4,7 @@ run left behind."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -66,9 +67,24 @@ def shared_dir(engine: None, tmp_path: Path) -> Iterator[Path]:
 
 
 def copy_fixture(name: str, dest: Path) -> Path:
+    """A copy of a fixture project. Its workflows get a name of their own: act names a job's
+    container after the workflow and job, so two tests running one fixture at once (xdist)
+    would otherwise remove each other's containers."""
     target = dest / name
     shutil.copytree(FIXTURES / name, target)
+    suffix = secrets.token_hex(3)
+    for workflow in (target / ".github" / "workflows").glob("*.yml"):
+        text = workflow.read_text(encoding="utf-8")
+        workflow.write_text(re.sub(r"(?m)^name: (.+)$", rf"name: \1-{suffix}", text, count=1))
     return target
+
+
+def workflow_name(repo: Path, file: str = "ci.yml") -> str:
+    """The `name:` of a copied fixture's workflow (act's containers are named after it)."""
+    text = (repo / ".github" / "workflows" / file).read_text(encoding="utf-8")
+    found = re.search(r"(?m)^name: (.+)$", text)
+    assert found, f"{file} has no name"
+    return found.group(1).strip()
 
 
 def invoke_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

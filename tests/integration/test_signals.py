@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from docker_helpers import FIXTURES, copy_fixture, invoke_env, managed, wait_for
+from docker_helpers import FIXTURES, copy_fixture, invoke_env, managed, wait_for, workflow_name
 
 from ciparity import container
 
@@ -99,7 +99,9 @@ def test_signal_during_act_ci_leaves_nothing(signum: int, job: str, shared_dir: 
     assert "Traceback" not in err
     for kind in (["ps", "-aq"], ["volume", "ls", "-q"]):
         left = subprocess.run(
-            ["docker", *kind, "--filter", f"name=act-slow-{job}-"], capture_output=True, text=True
+            ["docker", *kind, "--filter", f"name=act-{workflow_name(repo)}-{job}-"],
+            capture_output=True,
+            text=True,
         )
         assert left.stdout.split() == [], f"act left {kind[0]} behind"
     act_dir = repo / "reports" / ".act"
@@ -145,7 +147,7 @@ def test_daemon_gone_mid_run(shared_dir: Path) -> None:
         # The real daemon is still up: remove what the vanished "daemon" could not.
         for kind, rm in ((["ps", "-aq"], ["rm", "-f"]), (["volume", "ls", "-q"], ["volume", "rm"])):
             ids = subprocess.run(
-                ["docker", *kind, "--filter", "name=act-slow-sleeper-gone-"],
+                ["docker", *kind, "--filter", f"name=act-{workflow_name(repo)}-sleeper-gone-"],
                 capture_output=True,
                 text=True,
             ).stdout.split()
