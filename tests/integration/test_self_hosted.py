@@ -413,8 +413,12 @@ def test_invoke_runners_replaces_finished_runners_and_deregisters_on_stop(
     assert removes == 2, text  # the two running at the stop; finished ones removed themselves
 
 
-def test_the_release_path_checks_the_tarball_checksum(image: str, tmp_path: Path) -> None:
-    """runner/Dockerfile's release stages, fed a local tarball (GitHub is unreachable here)."""
+@pytest.mark.parametrize("source", ["download", "local"])
+def test_the_release_path_checks_the_tarball_checksum(
+    image: str, tmp_path: Path, source: str
+) -> None:
+    """runner/Dockerfile's release stages, fed a tarball (GitHub is unreachable here): over HTTP
+    from a server container, as the download stage fetches the release, or from runner/dist."""
     context = tmp_path / "context"
     (context / "runner" / "dist").mkdir(parents=True)
     (context / "docker").mkdir()
@@ -427,18 +431,31 @@ def test_the_release_path_checks_the_tarball_checksum(image: str, tmp_path: Path
             n for n in names if not n.lower().startswith(("invoke", "pyyaml"))
         ],
     )
-    tarball = context / "runner" / "dist" / "actions-runner.tar.gz"
+    # A version of its own: the download step's cache key is its URL.
+    version = f"0.0.{secrets.randbelow(10**9)}"
+    release = tmp_path / "releases" / f"v{version}"
+    release.mkdir(parents=True)
+    tarball = release / f"actions-runner-linux-x64-{version}.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:
         for name in ("config.sh", "run.sh"):
             tar.add(FIXTURES / "standin_agent" / name, arcname=name)
+    shutil.copy(tarball, context / "runner" / "dist" / "actions-runner.tar.gz")
+    shutil.copy(tarball, release / f"actions-runner-linux-arm64-{version}.tar.gz")
     digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
 
     # Offline (a stand-in base) the act stage installs from the wheelhouse only.
     offline = any(context.glob("docker/wheelhouse/invoke-*.whl"))
+    server = f"ciparity-it-releases-{secrets.token_hex(3)}"
 
     def build(sha: str, tag: str) -> subprocess.CompletedProcess[str]:
-        args = ["--build-arg", "RUNNER_TARBALL=local"]
+        args = [
+            "--build-arg",
+            f"RUNNER_TARBALL={source}",
+            "--build-arg",
+            f"RUNNER_VERSION={version}",
+        ]
         args += ["--build-arg", "PIP_NO_INDEX=1"] if offline else []
+        args += ["--build-arg", f"RUNNER_RELEASES=http://{address}:8000"]
         for arch in ("X64", "ARM64"):
             args += ["--build-arg", f"RUNNER_SHA256_{arch}={sha}"]
         dockerfile = str(context / "runner" / "Dockerfile")
@@ -449,14 +466,25 @@ def test_the_release_path_checks_the_tarball_checksum(image: str, tmp_path: Path
 
     tag = f"ciparity-it-agent:{secrets.token_hex(3)}"
     try:
+        # A release server on the engine's bridge, where the build's RUN steps can reach it.
+        docker(
+            "create", "--name", server, "--label", "ciparity.managed=1", "--entrypoint",
+            "python3", image, "-m", "http.server", "8000", "--directory", "/home/runner/releases",
+        )  # fmt: skip
+        docker("cp", str(tmp_path / "releases"), f"{server}:/home/runner/releases")
+        docker("start", server)
+        address = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", server).stdout.strip()
         good = build(digest, tag)
         assert good.returncode == 0, good.stderr[-3000:]
         listed = docker("run", "--rm", "--entrypoint", "ls", tag, "/opt/actions-runner").stdout
         assert listed.split() == ["config.sh", "run.sh"]
+        fetched = docker("logs", server, check=False).stderr
+        assert (f"GET /v{version}/actions-runner-linux-" in fetched) == (source == "download")
         bad = build("0" * 64, tag + "-bad")
         assert bad.returncode != 0
         assert "actions-runner.tar.gz: FAILED" in bad.stderr, bad.stderr[-3000:]
     finally:
+        docker("rm", "-f", server, check=False)
         docker("rmi", "-f", tag, tag + "-bad", check=False)
 
 
