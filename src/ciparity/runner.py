@@ -128,6 +128,17 @@ def default_labels() -> tuple[str, ...]:
     return ("self-hosted", "Linux", ARCH_LABELS.get(machine, machine.upper()))
 
 
+def runner_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """CIPARITY_RUNNER_<KEY> variables -> KEY, less the host's own settings that share the
+    prefix (`runner_image` is CIPARITY_RUNNER_IMAGE)."""
+    host_side = {cfg.env_name(key) for key in cfg.PARSERS}
+    return {
+        name: name[len(PREFIX) :]
+        for name in environ
+        if name.startswith(PREFIX) and name not in host_side
+    }
+
+
 def _fail(message: str) -> CiparityError:
     return CiparityError(message)
 
@@ -140,15 +151,11 @@ def read_settings(environ: Mapping[str, str], agent_dir: str = "/home/runner") -
             f"{foreign[0]} is another runner image's setting and is not read here: use"
             f" {PREFIX}* (see the README's self-hosted runner section)"
         )
-    host_side = {cfg.env_name(key) for key in cfg.PARSERS}
-    for name in sorted(environ):
-        if name.startswith(PREFIX) and name not in host_side:
-            key = name[len(PREFIX) :]
-            base = key[: -len("_FILE")] if key.endswith("_FILE") else key
-            if key not in SETTINGS and not (key.endswith("_FILE") and base in SECRETS):
-                raise _fail(
-                    f"unknown setting {name}: known are {PREFIX}" + f", {PREFIX}".join(SETTINGS)
-                )
+    for name, key in sorted(runner_variables(environ).items()):
+        if key not in SETTINGS and not (key.endswith("_FILE") and key[:-5] in SECRETS):
+            raise _fail(
+                f"unknown setting {name}: known are {PREFIX}" + f", {PREFIX}".join(SETTINGS)
+            )
 
     files: list[Path] = []
 

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO
 
-from ciparity import container, proc, runner
-from ciparity.config import PARSERS, Config, env_name
+from ciparity import container, images, proc, runner
+from ciparity.config import Config
 from ciparity.errors import CiparityError, ConfigError, DockerError, Interrupted
 from ciparity.github import LOOPBACK
 
@@ -60,19 +60,12 @@ def plan(config: Config, environ: Mapping[str, str], replicas: int, network: str
         raise ConfigError(
             f"{runner.PREFIX}NAME names a single runner: use {runner.PREFIX}NAME_PREFIX here"
         )
-    host_side = {env_name(key) for key in PARSERS}
     env: dict[str, str] = {}
     files: dict[str, str] = {}
-    for name, value in environ.items():
-        if not name.startswith(runner.PREFIX) or name in host_side:
-            continue
-        key = name[len(runner.PREFIX) :]
-        base = key.removesuffix("_FILE")
-        if base in runner.SECRETS:
-            continue
-        if key == "AGENT_DIR":
-            continue  # the image's own layout
-        env[name] = value
+    for name, key in runner.runner_variables(environ).items():
+        # Credentials go in as files below; AGENT_DIR is the image's own layout.
+        if key.removesuffix("_FILE") not in runner.SECRETS and key != "AGENT_DIR":
+            env[name] = environ[name]
     auth = settings.auth
     for key, value in (
         ("TOKEN", settings.token),
@@ -213,18 +206,9 @@ class Pool:
 
 def check_image(config: Config, url: str) -> None:
     """Refuse an image whose agent is the stand-in (a test double) for a real GitHub."""
-    found = proc.run(
-        [
-            config.docker,
-            "image",
-            "inspect",
-            "--format",
-            f'{{{{index .Config.Labels "{AGENT_LABEL}"}}}}',
-        ]
-        + [config.self_hosted_image]
-    )
+    agent = images.inspect_label(config.docker, config.self_hosted_image, AGENT_LABEL)
     host = urllib.parse.urlsplit(url).hostname or ""
-    if found.ok and found.stdout.strip() == "standin" and host not in LOOPBACK:
+    if agent == "standin" and host not in LOOPBACK:
         raise ConfigError(
             f"{config.self_hosted_image} carries the stand-in agent, a test double: build it with"
             " the real one (`CIPARITY_RUNNER_AGENT=download invoke build-runner`, or `local` with"
