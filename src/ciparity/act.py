@@ -24,7 +24,7 @@ from typing import IO
 
 import yaml
 
-from ciparity import console, container, proc
+from ciparity import act_env, console, container, proc
 from ciparity.config import Config
 from ciparity.errors import CiparityError, ConfigError
 
@@ -263,11 +263,14 @@ def act_argv(
     label: str,
     socket_gid: int | None,
     extra: Sequence[str] = (),
+    more_options: str = "",
 ) -> list[str]:
     """The act command, run from the snapshot (so the checkout's .actrc applies)."""
     container_options = f"--label {container.MANAGED}=1 --label ciparity.act={label}"
     if socket_gid is not None:
         container_options += f" --group-add {socket_gid}"
+    if more_options:
+        container_options += f" {more_options}"
     argv = [act, options.event, "-W", str(path), "--json", "--bind", "--rm"]
     argv += ["--container-options", container_options]
     if options.job:
@@ -300,6 +303,7 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
     label = secrets.token_hex(6)
     snap = workdir / f"act-{label}"
     stubs = workdir / f"act-{label}-actions"
+    host_dir = workdir / f"act-{label}-host"
     try:
         untracked = snapshot(config.root, snap, options.include_untracked)
         if untracked and not options.include_untracked:
@@ -309,9 +313,16 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
                 f" leave them (--include-untracked adds them): {shown}",
                 file=sys.stderr,
             )
-        flags = stub_actions(config.root, stubs)
+        # The checkout's own .actrc --local-repository choices win over act-ci's stand-ins.
+        flags = act_env.without_overridden(
+            stub_actions(config.root, stubs), act_env.actrc_local_repositories(snap)
+        )
+        host = act_env.prepare(config, snap, host_dir, remote_actions(config.root))
+        flags += host.flags
         workflow = snap / path.relative_to(config.root)
-        argv = act_argv(act, workflow, options, label, container.socket_gid(), flags)
+        argv = act_argv(
+            act, workflow, options, label, container.socket_gid(), flags, host.container_options
+        )
         env = {**os.environ, "ACT_DISABLE_VERSION_CHECK": "1"}
         console.step(f"act {options.event} on {path.name} (snapshot {snap})")
         log = config.reports_dir / "act" / "act.log.jsonl"
@@ -320,6 +331,7 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
             result = proc.run(argv, cwd=snap, env=env, tee=_JobPrinter(handle))
         rows = parse_log(result.stdout.splitlines())
         _copy_reports(snap, config.reports_dir / "act")
+        act_env.collect_artifacts(host, config.reports_dir / "act" / "artifacts")
         if not result.ok and not any(r.result == "failure" for r in rows):
             raise CiparityError(f"act failed: {_act_error(result.stdout)}")
         if any(r.result == "failure" for r in rows):
@@ -337,6 +349,7 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
         container.remove_managed(config.docker, f"ciparity.act={label}")
         remove_job_volumes(config.docker, path, options.job)
         remove_snapshot(config, snap)
+        remove_snapshot(config, host_dir)
         shutil.rmtree(stubs, ignore_errors=True)
 
 

@@ -1,0 +1,317 @@
+"""What a job container under `invoke act-ci` gets from this host, as act flags.
+
+- The host's CA trust: the bundle (config `ca_bundle`, else the file PIP_CERT, SSL_CERT_FILE or
+  REQUESTS_CA_BUNDLE names, else the system bundle) mounted read-only, with the variables TLS
+  clients read pointing at it; never baked into an image.
+- The host's proxy variables, through a private env file (a proxy URL may carry a password, so
+  never on a command line), with loopback added to NO_PROXY so the cache server stays direct.
+- act's cache server on loopback (jobs run with --network host), its storage persistent per
+  checkout in the user's cache folder, so a second run restores what the first saved.
+- Artifacts: act's artifact server on loopback where the real upload/download-artifact code is
+  available, else a local double (`artifact_double.py`), both landing in reports/act/artifacts/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import socket
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ciparity import images
+from ciparity.config import Config
+from ciparity.errors import ConfigError
+
+LOOPBACK = "127.0.0.1"
+# Where the host's CA bundle appears inside a job (read-only), and who is told about it.
+CA_IN_JOB = "/etc/ciparity/host-ca.pem"
+CA_VARS = (
+    "SSL_CERT_FILE",
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+)
+# Host variables naming a CA bundle, in the order they are consulted after `ca_bundle`.
+CA_SOURCES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+ARTIFACT_ACTIONS = {"actions/upload-artifact": "upload", "actions/download-artifact": "download"}
+DOUBLE_SCRIPT = Path(__file__).with_name("artifact_double.py")
+# The composite action act runs in place of upload-artifact / download-artifact (v4 inputs).
+DOUBLE_ACTION = """name: {repo} (ciparity local double)
+description: Stands in for {repo} under invoke act-ci; artifacts go to reports/act/artifacts/
+inputs:
+{inputs}
+outputs:
+{outputs}
+runs:
+  using: composite
+  steps:
+    - shell: bash
+      env:
+{env}
+      run: python3 "$GITHUB_ACTION_PATH/artifact_double.py" {verb}
+"""
+DOUBLE_INPUTS = {
+    "upload": {
+        "name": "artifact",
+        "path": "",
+        "if-no-files-found": "warn",
+        "retention-days": "0",
+        "compression-level": "6",
+        "overwrite": "false",
+        "include-hidden-files": "false",
+    },
+    "download": {
+        "name": "",
+        "path": "",
+        "pattern": "",
+        "merge-multiple": "false",
+        "github-token": "",
+        "repository": "",
+        "run-id": "",
+    },
+}
+DOUBLE_OUTPUTS = {
+    "upload": ("artifact-id", "artifact-url", "artifact-digest"),
+    "download": ("download-path",),
+}
+
+
+@dataclass(frozen=True)
+class JobHost:
+    """act flags for one run, the docker options they need, and the run's artifact folder."""
+
+    flags: tuple[str, ...]
+    container_options: str
+    artifacts: Path
+
+
+def _readable(path: Path, where: str) -> Path:
+    """`path` if it is a readable file, else one line naming where it came from."""
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: CA bundle {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read CA bundle {path}: {exc.strerror}") from None
+    if ":" in str(path):
+        raise ConfigError(
+            f"{where}: CA bundle path {path} contains ':', which docker -v cannot mount"
+        )
+    return path.resolve()
+
+
+def find_ca_bundle(config: Config, environ: Mapping[str, str]) -> Path | None:
+    """The host's CA bundle for jobs: `ca_bundle`, else PIP_CERT/SSL_CERT_FILE/
+    REQUESTS_CA_BUNDLE, else the system bundle; None when the host has none."""
+    if config.ca_bundle:
+        path = Path(config.ca_bundle)
+        return _readable(path if path.is_absolute() else config.root / path, "ca_bundle")
+    for name in CA_SOURCES:
+        if environ.get(name):
+            return _readable(Path(environ[name]), name)
+    return SYSTEM_BUNDLE.resolve() if SYSTEM_BUNDLE.is_file() else None
+
+
+def proxy_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The host's proxy variables for jobs; loopback is added to NO_PROXY/no_proxy when a
+    proxy is set, so the cache and artifact servers on 127.0.0.1 are reached directly."""
+    found = {name: environ[name] for name in images.PROXY_VARS if environ.get(name)}
+    if not found:
+        return {}
+    for name in ("NO_PROXY", "no_proxy"):
+        entries = [e for e in found.get(name, "").split(",") if e.strip()]
+        entries += [h for h in (LOOPBACK, "localhost") if h not in entries]
+        found[name] = ",".join(entries)
+    return found
+
+
+def cache_dir(config: Config, environ: Mapping[str, str]) -> Path:
+    """Where act's cache server keeps this checkout's caches: the user's cache folder, one
+    folder per checkout (named and marked with the checkout's path)."""
+    base = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    digest = hashlib.sha256(str(config.root).encode()).hexdigest()[:12]
+    return base / "ciparity" / "act-cache" / f"{config.root.name}-{digest}"
+
+
+def _prepare_cache(folder: Path, root: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    # A folder carries no Docker label: this file says whose cache it is, for a person or a clean.
+    (folder / "ciparity-checkout").write_text(f"{root}\n", encoding="utf-8")
+
+
+def _env_file_sources(snap: Path) -> list[Path]:
+    """The env files act would read from the snapshot (its default `.env`, or .actrc's
+    `--env-file`), which our own --env-file would otherwise replace."""
+    chosen = snap / ".env"
+    for flag, value in _actrc_flags(snap):
+        if flag == "--env-file":
+            chosen = snap / os.path.expandvars(value)
+    return [chosen] if chosen.is_file() else []
+
+
+def _actrc_flags(snap: Path) -> list[tuple[str, str]]:
+    """(flag, value) of the checkout's .actrc lines, `--flag value` or `--flag=value`."""
+    actrc = snap / ".actrc"
+    if not actrc.is_file():
+        return []
+    found = []
+    for line in actrc.read_text(encoding="utf-8", errors="replace").splitlines():
+        flag, _, value = line.strip().partition(" ")
+        if "=" in flag:
+            flag, _, value = line.strip().partition("=")
+        found.append((flag, value.strip()))
+    return found
+
+
+def _write_env_file(path: Path, values: Mapping[str, str], sources: Iterable[Path]) -> None:
+    lines = [s.read_text(encoding="utf-8", errors="replace").rstrip("\n") for s in sources]
+    lines += [f"{key}={value}" for key, value in values.items()]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+def write_double(repo: str, dest: Path) -> Path:
+    """The local double of upload-artifact or download-artifact, as an action folder."""
+    verb = ARTIFACT_ACTIONS[repo]
+    dest.mkdir(parents=True, exist_ok=True)
+    inputs = DOUBLE_INPUTS[verb]
+    text = DOUBLE_ACTION.format(
+        repo=repo,
+        verb=verb,
+        inputs="\n".join(
+            f"  {k}:\n    required: false\n    default: {v!r}" for k, v in inputs.items()
+        ),
+        outputs="\n".join(
+            f"  {k}:\n    value: ${{{{ steps.double.outputs.{k} }}}}" for k in DOUBLE_OUTPUTS[verb]
+        ),
+        env="\n".join(
+            f"        INPUT_{k.upper().replace('-', '_')}: ${{{{ inputs['{k}'] }}}}" for k in inputs
+        ),
+    )
+    text = text.replace("    - shell: bash\n", "    - id: double\n      shell: bash\n")
+    (dest / "action.yml").write_text(text, encoding="utf-8")
+    shutil.copy2(DOUBLE_SCRIPT, dest / "artifact_double.py")
+    return dest
+
+
+def actrc_local_repositories(snap: Path) -> set[str]:
+    """The `OWNER/REPO@REF` keys the checkout's .actrc maps with --local-repository: its own
+    choice of action code, which act-ci's stand-ins and doubles must not replace."""
+    return {
+        value.split("=", 1)[0].strip()
+        for flag, value in _actrc_flags(snap)
+        if flag == "--local-repository"
+    }
+
+
+def without_overridden(flags: Sequence[str], keys: Collection[str]) -> list[str]:
+    """`flags` less the --local-repository pairs whose action `keys` holds."""
+    kept: list[str] = []
+    pairs = list(zip(flags[::2], flags[1::2]))
+    for flag, value in pairs:
+        if flag == "--local-repository" and value.split("=", 1)[0] in keys:
+            continue
+        kept += [flag, value]
+    return kept
+
+
+def artifact_actions(actions: Iterable[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """(owner/repo, ref) of the upload/download-artifact actions among `remote_actions`."""
+    found = {
+        (repo, ref): None for repo, sub, ref in actions if repo in ARTIFACT_ACTIONS and not sub
+    }
+    return list(found)
+
+
+def prepare(
+    config: Config,
+    snap: Path,
+    run_dir: Path,
+    actions: Sequence[tuple[str, str, str]],
+    available: Collection[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> JobHost:
+    """The act flags giving this run's jobs the host's CA, proxy, cache and artifacts.
+
+    `actions` are the workflows' remote actions (act.remote_actions); `available` holds the
+    `owner/repo@ref` whose real code act will run (from the action mirror): those artifact
+    actions talk to act's artifact server, the others are replaced by the local double.
+    Raises ConfigError (before anything is created) for an unreadable CA bundle.
+    """
+    environ = os.environ if environ is None else environ
+    bundle = find_ca_bundle(config, environ)
+    run_dir.mkdir(parents=True)
+    artifacts = run_dir / "artifacts"
+    artifacts.mkdir()
+    artifacts.chmod(0o777)  # the job's user (uid 1001) writes here; the run's folder is private
+    cache = cache_dir(config, environ)
+    _prepare_cache(cache, config.root)
+    flags = ["--cache-server-addr", LOOPBACK, "--cache-server-path", str(cache)]
+    options = [f"-v {shlex.quote(f'{artifacts}:{artifacts}')}"]
+    if bundle is not None:
+        options.append(f"-v {shlex.quote(f'{bundle}:{CA_IN_JOB}:ro')}")
+        for name in CA_VARS:
+            flags += ["--env", f"{name}={CA_IN_JOB}"]
+    flags += ["--env", f"CIPARITY_ARTIFACTS={artifacts}"]
+    proxies = proxy_env(environ)
+    if proxies:
+        env_file = run_dir / "job.env"
+        _write_env_file(env_file, proxies, _env_file_sources(snap))
+        flags += ["--env-file", str(env_file)]
+    real = False
+    overridden = actrc_local_repositories(snap)
+    for repo, ref in artifact_actions(actions):
+        if f"{repo}@{ref}" in overridden:
+            continue
+        if f"{repo}@{ref}" in available:
+            real = True
+            continue
+        folder = write_double(repo, run_dir / "doubles" / f"{repo.replace('/', '__')}@{ref}")
+        flags += ["--local-repository", f"{repo}@{ref}={folder}"]
+    if real:
+        server = run_dir / "artifact-server"
+        server.mkdir()
+        flags += ["--artifact-server-path", str(server), "--artifact-server-addr", LOOPBACK]
+        flags += ["--artifact-server-port", str(_free_port())]
+    return JobHost(tuple(flags), " ".join(options), artifacts)
+
+
+def collect_artifacts(host: JobHost, dest: Path) -> list[str]:
+    """Copy the run's artifacts to `dest/NAME/` (owned by this user); the names copied."""
+    names: list[str] = []
+    sources = (
+        [p for p in sorted(host.artifacts.iterdir()) if p.is_dir()]
+        if host.artifacts.is_dir()
+        else []
+    )
+    server = host.artifacts.parent / "artifact-server"
+    if server.is_dir():  # act's artifact server keeps RUN_ID/NAME/
+        sources += [
+            p
+            for run in sorted(server.iterdir())
+            if run.is_dir()
+            for p in run.iterdir()
+            if p.is_dir()
+        ]
+    for source in sources:
+        target = dest / source.name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source, target)
+        names.append(source.name)
+    return names
