@@ -124,8 +124,8 @@ def proxy_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The host's proxy variables for jobs; loopback is added to NO_PROXY/no_proxy when a
     proxy is set, so the cache and artifact servers on 127.0.0.1 are reached directly."""
     found = {name: environ[name] for name in images.PROXY_VARS if environ.get(name)}
-    if not found:
-        return {}
+    if not any("no_proxy" not in name.lower() for name in found):
+        return {}  # NO_PROXY alone means nothing without a proxy
     for name in ("NO_PROXY", "no_proxy"):
         entries = [e for e in found.get(name, "").split(",") if e.strip()]
         entries += [h for h in (LOOPBACK, "localhost") if h not in entries]

@@ -1,0 +1,128 @@
+"""`invoke act-ci` runs ordinary workflows with the REAL actions/setup-python@v5 and
+actions/cache@v4, offline: the tool cache, node, pip through the host's CA, the cache server on
+loopback (a second run restores), artifacts through the local double, a missing tool's hint."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from docker_helpers import REPO, copy_fixture, invoke, managed, owners
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+
+RUNNER_IMAGE = os.environ.get("CIPARITY_RUNNER_IMAGE", "ciparity-runner:latest")
+# The shallow bare mirrors of the real actions (../shared/actions, see its README).
+SHARED_ACTIONS = Path(os.environ.get("CIPARITY_TEST_ACTIONS", REPO.parent / "shared" / "actions"))
+REAL_ACTIONS = {"actions/setup-python": "v5", "actions/cache": "v4"}
+
+
+def real_actions(dest: Path) -> dict[str, Path]:
+    """`OWNER/REPO@REF` -> a folder with that tag's tree (its bundled dist/), from a copy of the
+    shared mirrors (read-only, and lacking the refs/ folder git wants).
+
+    When act-ci resolves `uses:` against an action mirror itself, this becomes that mirror."""
+    if not SHARED_ACTIONS.is_dir():
+        pytest.fail(f"no copy of the real actions at {SHARED_ACTIONS} (set CIPARITY_TEST_ACTIONS)")
+    mirror = dest / "mirror"
+    shutil.copytree(SHARED_ACTIONS, mirror)
+    found = {}
+    for repo, ref in REAL_ACTIONS.items():
+        git_dir = mirror / f"{repo}.git"
+        git_dir.chmod(0o755)
+        (git_dir / "refs" / "heads").mkdir(parents=True, exist_ok=True)
+        (git_dir / "refs" / "tags").mkdir(exist_ok=True)
+        tree = dest / f"{repo.replace('/', '__')}@{ref}"
+        tree.mkdir()
+        archive = subprocess.run(
+            ["git", "--git-dir", str(git_dir), "archive", ref], capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+        found[f"{repo}@{ref}"] = tree
+    return found
+
+
+def _repo(fixture: str, dest: Path, actions: dict[str, Path] | None = None) -> Path:
+    repo = copy_fixture(fixture, dest)
+    lines = [f"-P ubuntu-latest={RUNNER_IMAGE}", "--pull=false", "--action-offline-mode"]
+    lines += [f"--local-repository {key}={path}" for key, path in (actions or {}).items()]
+    (repo / ".actrc").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    env = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    for argv in (["init", "-q", "-b", "main"], ["add", "-A"], [*env, "commit", "-q", "-m", "x"]):
+        subprocess.run(["git", "-C", str(repo), *argv], check=True, capture_output=True)
+    return repo
+
+
+def _lines(output: str, job: str) -> list[str]:
+    return [line[len(job) + 3 :] for line in output.splitlines() if line.startswith(f"[{job}] ")]
+
+
+def test_ordinary_workflow_with_real_setup_python_cache_and_artifacts(shared_dir: Path) -> None:
+    actions = real_actions(shared_dir / "actions")
+    repo = _repo("real_python", shared_dir, actions)
+    env = {"CIPARITY_RUNNER_IMAGE": RUNNER_IMAGE, "XDG_CACHE_HOME": str(shared_dir / "xdg")}
+    # act's shared tool-cache volume, already there (and stale: Docker seeds only new volumes).
+    subprocess.run(["docker", "volume", "create", "act-toolcache"], check=True, capture_output=True)
+
+    first = invoke(["act-ci"], repo, env=env)
+    assert first.returncode == 0, first.stdout[-6000:] + first.stderr
+    test = _lines(first.stdout, "test")
+    assert "  ✅  Success - Main actions/setup-python@v5" in "\n".join(test)
+    python = "/opt/ciparity/toolcache/Python/3.12"
+    assert any(line.startswith("python=Python 3.12") and python in line for line in test), test
+    assert "pip-cache-hit=false" in test
+    assert any(line.startswith("Successfully installed") and "pytest" in line for line in test)
+    assert "1 passed" in "\n".join(test)
+    assert "jq" in test
+    assert any("actions/upload-artifact is a local double under invoke act-ci" in t for t in test)
+    assert "  ✅  Success - Post actions/setup-python@v5" in "\n".join(test)
+    assert "1" in _lines(first.stdout, "summary"), "the downloaded junit.xml has one testcase"
+    junit = repo / "reports" / "act" / "artifacts" / "test-reports" / "junit.xml"
+    assert "testcase" in junit.read_text(encoding="utf-8")
+    cache = shared_dir / "xdg" / "ciparity" / "act-cache"
+    assert [p.name for p in cache.iterdir()][0].startswith("real_python-")
+
+    second = invoke(["act-ci"], repo, env=env)
+    assert second.returncode == 0, second.stdout[-6000:] + second.stderr
+    test = _lines(second.stdout, "test")
+    assert "data-cache-hit=true" in test
+    restored = [line for line in test if line.startswith("Cache restored from key: ")]
+    assert any("setup-python-" in line and "-pip-" in line for line in restored), restored
+    assert "Cache restored from key: sample-data-v1-linux" in restored
+
+    assert managed(repo) == []
+    assert [p.name for p in (repo / "reports" / ".act").iterdir()] == []
+    assert owners(repo / "reports") == {os.getuid()}
+
+
+def test_a_missing_tool_names_itself_and_how_to_add_it(shared_dir: Path) -> None:
+    repo = _repo("real_missing_tool", shared_dir)
+    done = invoke(["act-ci"], repo, env={"CIPARITY_RUNNER_IMAGE": RUNNER_IMAGE})
+    assert done.returncode == 1, done.stdout[-4000:] + done.stderr
+    tools = _lines(done.stdout, "tools")
+    assert "  ✅  Success - Main tools the image has" in "\n".join(tools)
+    assert "Debian" in tools and any(line.startswith("v2") for line in tools), tools
+    assert (
+        "ciparity: yq: command not found in the runner image; hosted runners may have it: add its"
+        " Debian package to runner_packages in [tool.ciparity] (or CIPARITY_RUNNER_PACKAGES),"
+        " then invoke build-runner"
+    ) in tools
+    assert "  ❌  Failure - Main a tool it lacks" in "\n".join(tools)
+
+
+def test_unreadable_ca_bundle_is_one_line_and_leaves_nothing(shared_dir: Path) -> None:
+    repo = _repo("real_missing_tool", shared_dir)
+    env = {"CIPARITY_RUNNER_IMAGE": RUNNER_IMAGE, "CIPARITY_CA_BUNDLE": str(shared_dir / "no.pem")}
+    done = invoke(["act-ci"], repo, env=env)
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"ciparity: error: ca_bundle: cannot read CA bundle {shared_dir / 'no.pem'}:"
+        " No such file or directory"
+    )
+    assert managed(repo) == []
+    kept = repo / "reports" / ".act"
+    assert not kept.exists() or list(kept.iterdir()) == []
