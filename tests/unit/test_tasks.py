@@ -332,7 +332,8 @@ def test_build_runner_passes_the_repository_s_runner_packages_to_both_targets(
     dockerfile.write_text("FROM scratch\n")
     tasks._build_runner(config)
     args = [call[1] for call in image_service if call[0] == "build_args"]
-    assert [a["RUNNER_PACKAGES"] for a in args] == ["gh yq=4.2-1", "gh yq=4.2-1"]  # type: ignore[index]
+    packages = [a["RUNNER_PACKAGES"] for a in args]  # type: ignore[index]
+    assert packages == ["gh yq=4.2-1", "gh yq=4.2-1"]
 
 
 def test_ensure_image_builds_only_a_missing_image(
