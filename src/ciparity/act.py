@@ -304,6 +304,7 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
     snap = workdir / f"act-{label}"
     stubs = workdir / f"act-{label}-actions"
     host_dir = workdir / f"act-{label}-host"
+    host: act_env.JobHost | None = None
     try:
         untracked = snapshot(config.root, snap, options.include_untracked)
         if untracked and not options.include_untracked:
@@ -346,6 +347,8 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
             )
         return rows
     finally:
+        if host is not None:
+            host.close()
         container.remove_managed(config.docker, f"ciparity.act={label}")
         remove_job_volumes(config.docker, path, options.job)
         remove_snapshot(config, snap)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ciparity import images
+from ciparity.cache_relay import CacheRelay
 from ciparity.config import Config
 from ciparity.errors import ConfigError
 
@@ -85,11 +86,18 @@ DOUBLE_OUTPUTS = {
 
 @dataclass(frozen=True)
 class JobHost:
-    """act flags for one run, the docker options they need, and the run's artifact folder."""
+    """act flags for one run, the docker options they need, the run's artifact folder, and the
+    cache relay serving while act runs (`close` stops it)."""
 
     flags: tuple[str, ...]
     container_options: str
     artifacts: Path
+    relay: CacheRelay | None = None
+
+    def close(self) -> None:
+        """Stop what this run started on the host (the cache relay)."""
+        if self.relay is not None:
+            self.relay.close()
 
 
 def _readable(path: Path, where: str) -> Path:
@@ -261,7 +269,11 @@ def prepare(
     artifacts.chmod(0o777)  # the job's user (uid 1001) writes here; the run's folder is private
     cache = cache_dir(config, environ)
     _prepare_cache(cache, config.root)
-    flags = ["--cache-server-addr", LOOPBACK, "--cache-server-path", str(cache)]
+    # Jobs reach act's cache server through the relay, which gives keys back as saved.
+    act_port = _free_port()
+    relay = CacheRelay(act_port, cache / "ciparity-key-spellings.json").start()
+    flags = ["--cache-server-addr", LOOPBACK, "--cache-server-port", str(act_port)]
+    flags += ["--cache-server-external-url", relay.url, "--cache-server-path", str(cache)]
     options = [f"-v {shlex.quote(f'{artifacts}:{artifacts}')}"]
     if bundle is not None:
         options.append(f"-v {shlex.quote(f'{bundle}:{CA_IN_JOB}:ro')}")
@@ -288,7 +300,7 @@ def prepare(
         server.mkdir()
         flags += ["--artifact-server-path", str(server), "--artifact-server-addr", LOOPBACK]
         flags += ["--artifact-server-port", str(_free_port())]
-    return JobHost(tuple(flags), " ".join(options), artifacts)
+    return JobHost(tuple(flags), " ".join(options), artifacts, relay)
 
 
 def collect_artifacts(host: JobHost, dest: Path) -> list[str]:

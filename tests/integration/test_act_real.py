@@ -88,10 +88,12 @@ def test_ordinary_workflow_with_real_setup_python_cache_and_artifacts(shared_dir
     second = invoke(["act-ci"], repo, env=env)
     assert second.returncode == 0, second.stdout[-6000:] + second.stderr
     test = _lines(second.stdout, "test")
+    # Both report a hit: act's server lowercases keys, the relay gives them back as saved.
     assert "data-cache-hit=true" in test
+    assert "pip-cache-hit=true" in test
     restored = [line for line in test if line.startswith("Cache restored from key: ")]
     assert any("setup-python-" in line and "-pip-" in line for line in restored), restored
-    assert "Cache restored from key: sample-data-v1-linux" in restored
+    assert "Cache restored from key: sample-data-v1-Linux" in restored
 
     assert managed(repo) == []
     assert [p.name for p in (repo / "reports" / ".act").iterdir()] == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -96,7 +97,9 @@ def test_proxy_variables_keep_loopback_direct() -> None:
     assert act_env.proxy_env({"PATH": "/x", "NO_PROXY": "a"}) == {}
 
 
-def test_cache_dir_is_per_checkout_under_the_user_cache(make_config: Any, tmp_path: Path) -> None:
+def test_cache_dir_is_per_checkout_under_the_user_cache(
+    prepare: Any, make_config: Any, tmp_path: Path
+) -> None:
     config = make_config()
     folder = act_env.cache_dir(config, {"XDG_CACHE_HOME": str(tmp_path / "xdg")})
     assert folder.parent == tmp_path / "xdg" / "ciparity" / "act-cache"
@@ -105,21 +108,35 @@ def test_cache_dir_is_per_checkout_under_the_user_cache(make_config: Any, tmp_pa
     assert act_env.cache_dir(other, {"XDG_CACHE_HOME": str(tmp_path)}).name != folder.name
 
 
-def _prepare(make_config: Any, tmp_path: Path, environ: dict[str, str], **kw: Any) -> Any:
-    snap = tmp_path / "snap"
-    snap.mkdir(exist_ok=True)
-    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg"), **environ}
-    return act_env.prepare(make_config(), snap, tmp_path / "host", ACTIONS, environ=env, **kw)
+@pytest.fixture
+def prepare(make_config: Any, tmp_path: Path) -> Iterator[Callable[..., act_env.JobHost]]:
+    """act_env.prepare on a snapshot folder; each run's cache relay is stopped afterwards."""
+    made: list[act_env.JobHost] = []
+
+    def run(environ: dict[str, str], **kw: Any) -> act_env.JobHost:
+        snap = tmp_path / "snap"
+        snap.mkdir(exist_ok=True)
+        env = {"XDG_CACHE_HOME": str(tmp_path / "xdg"), **environ}
+        host = act_env.prepare(make_config(), snap, tmp_path / "host", ACTIONS, environ=env, **kw)
+        made.append(host)
+        return host
+
+    yield run
+    for host in made:
+        host.close()
 
 
 def test_prepare_gives_loopback_cache_ca_and_artifacts(
-    make_config: Any, tmp_path: Path, bundle: Path
+    prepare: Any, make_config: Any, tmp_path: Path, bundle: Path
 ) -> None:
-    host = _prepare(make_config, tmp_path, {"PIP_CERT": str(bundle)})
+    host = prepare({"PIP_CERT": str(bundle)})
     pairs = _pairs(host.flags)
     cache = act_env.cache_dir(make_config(), {"XDG_CACHE_HOME": str(tmp_path / "xdg")})
     assert ("--cache-server-addr", "127.0.0.1") in pairs
     assert ("--cache-server-path", str(cache)) in pairs
+    assert host.relay is not None
+    assert ("--cache-server-external-url", host.relay.url) in pairs
+    assert host.relay.url.startswith("http://127.0.0.1:")
     assert (cache / "ciparity-checkout").read_text() == f"{make_config().root}\n"
     envs = [value for flag, value in pairs if flag == "--env"]
     assert [f"{n}=/etc/ciparity/host-ca.pem" for n in act_env.CA_VARS] == envs[:6]
@@ -133,28 +150,30 @@ def test_prepare_gives_loopback_cache_ca_and_artifacts(
 
 
 def test_no_ca_bundle_means_no_mount_and_no_variables(
-    make_config: Any, tmp_path: Path, no_system_bundle: None
+    prepare: Any, make_config: Any, tmp_path: Path, no_system_bundle: None
 ) -> None:
-    host = _prepare(make_config, tmp_path, {})
+    host = prepare({})
     assert "host-ca" not in " ".join(host.flags) + host.container_options
 
 
-def test_unreadable_bundle_fails_before_anything_is_made(make_config: Any, tmp_path: Path) -> None:
+def test_unreadable_bundle_fails_before_anything_is_made(
+    prepare: Any, make_config: Any, tmp_path: Path
+) -> None:
     with pytest.raises(ConfigError):
-        _prepare(make_config, tmp_path, {"PIP_CERT": str(tmp_path / "gone.pem")})
+        prepare({"PIP_CERT": str(tmp_path / "gone.pem")})
     assert not (tmp_path / "host").exists()
     assert not (tmp_path / "xdg").exists()
 
 
 def test_proxy_values_go_to_a_private_env_file_merged_with_the_checkout_s(
-    make_config: Any, tmp_path: Path, no_system_bundle: None
+    prepare: Any, make_config: Any, tmp_path: Path, no_system_bundle: None
 ) -> None:
     snap = tmp_path / "snap"
     snap.mkdir()
     (snap / "ci.env").write_text("FROM_REPO=1\n", encoding="utf-8")
     (snap / ".actrc").write_text("--env-file=ci.env\n", encoding="utf-8")
     secret = "http://user:s3cret@proxy:3128"
-    host = _prepare(make_config, tmp_path, {"HTTP_PROXY": secret})
+    host = prepare({"HTTP_PROXY": secret})
     assert secret not in " ".join(host.flags)
     (env_file,) = [value for flag, value in _pairs(host.flags) if flag == "--env-file"]
     assert stat.S_IMODE(Path(env_file).stat().st_mode) == 0o600
@@ -166,17 +185,19 @@ def test_proxy_values_go_to_a_private_env_file_merged_with_the_checkout_s(
     ]
 
 
-def test_default_dot_env_is_merged_too(make_config: Any, tmp_path: Path) -> None:
+def test_default_dot_env_is_merged_too(prepare: Any, make_config: Any, tmp_path: Path) -> None:
     snap = tmp_path / "snap"
     snap.mkdir()
     (snap / ".env").write_text("A=1\n", encoding="utf-8")
-    host = _prepare(make_config, tmp_path, {"https_proxy": "http://p:1"})
+    host = prepare({"https_proxy": "http://p:1"})
     (env_file,) = [value for flag, value in _pairs(host.flags) if flag == "--env-file"]
     assert Path(env_file).read_text().splitlines()[0] == "A=1"
 
 
-def test_artifact_actions_get_the_local_double(make_config: Any, tmp_path: Path) -> None:
-    host = _prepare(make_config, tmp_path, {})
+def test_artifact_actions_get_the_local_double(
+    prepare: Any, make_config: Any, tmp_path: Path
+) -> None:
+    host = prepare({})
     repos = [value for flag, value in _pairs(host.flags) if flag == "--local-repository"]
     assert [r.split("=", 1)[0] for r in repos] == [
         "actions/upload-artifact@v4",
@@ -196,9 +217,9 @@ def test_artifact_actions_get_the_local_double(make_config: Any, tmp_path: Path)
 
 
 def test_mirrored_artifact_actions_use_act_s_artifact_server_on_loopback(
-    make_config: Any, tmp_path: Path
+    prepare: Any, make_config: Any, tmp_path: Path
 ) -> None:
-    host = _prepare(make_config, tmp_path, {}, available={"actions/upload-artifact@v4"})
+    host = prepare({}, available={"actions/upload-artifact@v4"})
     pairs = dict(_pairs(host.flags))
     assert pairs["--artifact-server-addr"] == "127.0.0.1"
     assert int(pairs["--artifact-server-port"]) > 0
@@ -206,7 +227,7 @@ def test_mirrored_artifact_actions_use_act_s_artifact_server_on_loopback(
     assert pairs["--local-repository"].startswith("actions/download-artifact@v4.1.8=")
 
 
-def test_the_checkout_s_actrc_choice_wins(make_config: Any, tmp_path: Path) -> None:
+def test_the_checkout_s_actrc_choice_wins(prepare: Any, make_config: Any, tmp_path: Path) -> None:
     snap = tmp_path / "snap"
     snap.mkdir()
     (snap / ".actrc").write_text(
@@ -218,7 +239,7 @@ def test_the_checkout_s_actrc_choice_wins(make_config: Any, tmp_path: Path) -> N
         "actions/upload-artifact@v4",
         "actions/setup-python@v5",
     }
-    host = _prepare(make_config, tmp_path, {})
+    host = prepare({})
     repos = [v for f, v in _pairs(host.flags) if f == "--local-repository"]
     assert [r.split("=")[0] for r in repos] == ["actions/download-artifact@v4.1.8"]
     stubs = ["--local-repository", "actions/setup-python@v5=/stub", "--x", "actions/cache@v4=/c"]
@@ -226,9 +247,9 @@ def test_the_checkout_s_actrc_choice_wins(make_config: Any, tmp_path: Path) -> N
 
 
 def test_collect_artifacts_copies_each_name_and_replaces_an_old_copy(
-    make_config: Any, tmp_path: Path
+    prepare: Any, make_config: Any, tmp_path: Path
 ) -> None:
-    host = _prepare(make_config, tmp_path, {})
+    host = prepare({})
     (host.artifacts / "reports" / "sub").mkdir(parents=True)
     (host.artifacts / "reports" / "sub" / "junit.xml").write_text("<x/>", encoding="utf-8")
     dest = tmp_path / "out"
