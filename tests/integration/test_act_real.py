@@ -102,9 +102,16 @@ def test_ordinary_workflow_with_real_setup_python_cache_and_artifacts(shared_dir
 
 def test_a_missing_tool_names_itself_and_how_to_add_it(shared_dir: Path) -> None:
     repo = _repo("real_missing_tool", shared_dir)
-    done = invoke(["act-ci"], repo, env={"CIPARITY_RUNNER_IMAGE": RUNNER_IMAGE})
+    proxy = "http://user:pw@proxy.invalid:3128"
+    env = {"CIPARITY_RUNNER_IMAGE": RUNNER_IMAGE, "HTTPS_PROXY": proxy, "NO_PROXY": "corp"}
+    done = invoke(["act-ci"], repo, env=env)
     assert done.returncode == 1, done.stdout[-4000:] + done.stderr
     tools = _lines(done.stdout, "tools")
+    # The host's proxy (loopback kept direct for the cache server) and CA bundle, read-only.
+    assert f"proxy={proxy} no_proxy=corp,127.0.0.1,localhost" in tools
+    for name in ("SSL_CERT_FILE", "PIP_CERT", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO"):
+        assert f"{name}=/etc/ciparity/host-ca.pem" in tools
+    assert "ca read-only" in tools
     assert "  ✅  Success - Main tools the image has" in "\n".join(tools)
     assert "Debian" in tools and any(line.startswith("v2") for line in tools), tools
     assert (
