@@ -74,6 +74,10 @@ def test_ordinary_workflow_with_real_setup_python_cache_and_artifacts(shared_dir
     python = "/opt/ciparity/toolcache/Python/3.12"
     assert any(line.startswith("python=Python 3.12") and python in line for line in test), test
     assert "pip-cache-hit=false" in test
+    assert any(line.startswith("from-file=3.12.") for line in test), "python-version-file"
+    # The tool cache's Python belongs to the runner: pip upgrades itself without sudo.
+    assert any(line.startswith("Successfully installed pip-") for line in test), test
+    assert not any("Defaulting to user installation" in line for line in test)
     assert any(line.startswith("Successfully installed") and "pytest" in line for line in test)
     assert "1 passed" in "\n".join(test)
     assert "jq" in test
