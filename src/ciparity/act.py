@@ -408,15 +408,18 @@ def job_shell_spec(
 ) -> container.Spec:
     """A container of the runner image as job `job` sees it: its user, workspace and env."""
     env = job_env(path, job, workspace)
+    trust = act_env.shell_settings(config, os.environ)
+    env.update(trust.env)
     return container.Spec(
         image=config.runner_image,
         command=tuple(command),
         user=f"{RUNNER_UID}:{RUNNER_UID}",
         env=env,
+        pass_env=trust.pass_env,
         socket=container.docker_socket(),
         labels={"ciparity.shell": job},
         interactive=tty,
-        extra_args=("-v", f"{workspace}:{workspace}", "-w", str(workspace)),
+        extra_args=("-v", f"{workspace}:{workspace}", "-w", str(workspace), *trust.args),
     )
 
 

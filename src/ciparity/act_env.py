@@ -128,6 +128,27 @@ def find_ca_bundle(config: Config, environ: Mapping[str, str]) -> Path | None:
     return SYSTEM_BUNDLE.resolve() if SYSTEM_BUNDLE.is_file() else None
 
 
+@dataclass(frozen=True)
+class ShellSettings:
+    """The host's CA and proxy for `invoke shell --job`, as a job under act-ci gets them."""
+
+    env: dict[str, str]
+    pass_env: tuple[str, ...]  # passed by name: proxy URLs stay off the command line
+    args: tuple[str, ...]
+
+
+def shell_settings(config: Config, environ: Mapping[str, str]) -> ShellSettings:
+    """The CA mount and variables, and the proxy variables, a job's shell should see."""
+    bundle = find_ca_bundle(config, environ)
+    env = {name: CA_IN_JOB for name in CA_VARS} if bundle else {}
+    args = ("-v", f"{bundle}:{CA_IN_JOB}:ro") if bundle else ()
+    proxies = proxy_env(environ)
+    # Loopback entries added to NO_PROXY are values of our own: set, not passed by name.
+    env.update({k: v for k, v in proxies.items() if k.lower() == "no_proxy"})
+    names = tuple(k for k in proxies if k.lower() != "no_proxy")
+    return ShellSettings(env, names, args)
+
+
 def proxy_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The host's proxy variables for jobs; loopback is added to NO_PROXY/no_proxy when a
     proxy is set, so the cache and artifact servers on 127.0.0.1 are reached directly."""
