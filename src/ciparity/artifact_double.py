@@ -38,8 +38,13 @@ def _bool(name: str, default: bool) -> bool:
 
 def _store() -> Path:
     folder = os.environ.get("CIPARITY_ARTIFACTS", "")
-    if not folder or not Path(folder).is_dir():
-        raise Failure("CIPARITY_ARTIFACTS does not name a folder: run this through invoke act-ci")
+    if not folder:
+        raise Failure("CIPARITY_ARTIFACTS is not set: run this through invoke act-ci")
+    if not Path(folder).is_dir():
+        raise Failure(
+            f"the run's artifact folder {folder} is not mounted here (a job with `container:`"
+            " gets none of act-ci's mounts)"
+        )
     return Path(folder)
 
 

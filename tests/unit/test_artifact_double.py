@@ -156,5 +156,10 @@ def test_outside_act_ci_the_double_says_so(
 ) -> None:
     monkeypatch.delenv("CIPARITY_ARTIFACTS")
     assert _run("upload", monkeypatch, path="reports") == 1
-    assert "run this through invoke act-ci" in capsys.readouterr().out
+    assert (
+        "CIPARITY_ARTIFACTS is not set: run this through invoke act-ci" in capsys.readouterr().out
+    )
+    monkeypatch.setenv("CIPARITY_ARTIFACTS", str(job / "not-mounted"))
+    assert _run("upload", monkeypatch, path="reports") == 1
+    assert "not-mounted is not mounted here (a job with `container:`" in capsys.readouterr().out
     assert artifact_double.main(["x", "delete"]) == 2
