@@ -590,11 +590,13 @@ def test_shell_without_a_command_is_interactive_on_a_terminal(
     tasks.shell(ctx())
     created = fake_run.argvs[2]
     name = created[created.index("--name") + 1]
-    assert created[-6:] == [
+    assert created[-8:] == [
         "-i",
         "-t",
         "--tmpfs",
         "/tmp:exec,mode=1777",
+        "--network",
+        "host",
         "ciparity-ci:latest",
         "bash",
     ]
