@@ -51,7 +51,16 @@ def image(engine: None) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "invoke", "build-runner"],
         cwd=REPO,
-        env=repo_env({"CIPARITY_SELF_HOSTED_IMAGE": IMAGE, "CIPARITY_RUNNER_AGENT": "standin"}),
+        env=repo_env(
+            {
+                "CIPARITY_SELF_HOSTED_IMAGE": IMAGE,
+                "CIPARITY_RUNNER_AGENT": "standin",
+                # build-runner also builds the act target: under this run's tag, not the default.
+                "CIPARITY_RUNNER_IMAGE": os.environ.get(
+                    "CIPARITY_RUNNER_IMAGE", "ciparity-runner:latest"
+                ),
+            }
+        ),
         capture_output=True,
         text=True,
         timeout=900,
