@@ -26,7 +26,8 @@ from docker_helpers import FIXTURES, REPO, invoke_env, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
-IMAGE = "ciparity-runner:standin"
+# A tag of its own (several checkouts may run these tests on one engine at once).
+IMAGE = os.environ.get("CIPARITY_TEST_STANDIN_IMAGE", "ciparity-runner:standin")
 CANARY = "ghp_CANARY0integration0CANARY0001"
 ORIGIN = "http://127.0.0.1:8080"
 
@@ -432,6 +433,7 @@ def test_the_release_path_checks_the_tarball_checksum(
     (context / "runner" / "dist").mkdir(parents=True)
     (context / "docker").mkdir()
     shutil.copy(REPO / "runner" / "Dockerfile", context / "runner" / "Dockerfile")
+    shutil.copy(REPO / "runner" / "bash_env.sh", context / "runner" / "bash_env.sh")
     shutil.copy(REPO / "requirements.txt", context / "requirements.txt")
     shutil.copytree(
         REPO / "docker" / "wheelhouse",
