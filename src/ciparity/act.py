@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
@@ -27,6 +28,7 @@ import yaml
 from ciparity import console, container, proc
 from ciparity.config import Config
 from ciparity.errors import CiparityError, ConfigError
+from ciparity.ownership import Owner
 
 ACT_VERSION = "0.2.89"
 RUNNER_UID = 1001
@@ -260,16 +262,23 @@ def act_argv(
     act: str,
     path: Path,
     options: Options,
-    label: str,
+    owner: Owner,
     socket_gid: int | None,
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """The act command, run from the snapshot (so the checkout's .actrc applies)."""
-    container_options = f"--label {container.MANAGED}=1 --label ciparity.act={label}"
+    """The act command, run from the snapshot (so the checkout's .actrc applies).
+
+    Job containers carry the run's labels, and the jobs get the run's variables, so what a job's
+    own tasks start (`invoke test` through the socket) belongs to this run and goes with it.
+    """
+    labels = {container.MANAGED: "1", **owner.labels()}
+    container_options = " ".join(f"--label {shlex.quote(f'{k}={v}')}" for k, v in labels.items())
     if socket_gid is not None:
         container_options += f" --group-add {socket_gid}"
     argv = [act, options.event, "-W", str(path), "--json", "--bind", "--rm"]
     argv += ["--container-options", container_options]
+    for name, value in owner.env().items():
+        argv += ["--env", f"{name}={value}"]
     if options.job:
         argv += ["-j", options.job]
     if options.dry_run:
@@ -289,6 +298,7 @@ def remove_snapshot(config: Config, path: Path) -> None:
             command=("rm", "-rf", f"/parent/{path.name}"),
             user="0:0",
             extra_args=("-v", f"{parent}:/parent"),
+            owner=config.run,
         )
         container.run(spec, config.docker)
 
@@ -311,7 +321,7 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
             )
         flags = stub_actions(config.root, stubs)
         workflow = snap / path.relative_to(config.root)
-        argv = act_argv(act, workflow, options, label, container.socket_gid(), flags)
+        argv = act_argv(act, workflow, options, config.run, container.socket_gid(), flags)
         env = {**os.environ, "ACT_DISABLE_VERSION_CHECK": "1"}
         console.step(f"act {options.event} on {path.name} (snapshot {snap})")
         log = config.reports_dir / "act" / "act.log.jsonl"
@@ -334,7 +344,7 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
             )
         return rows
     finally:
-        container.remove_managed(config.docker, f"ciparity.act={label}")
+        container.remove_run(config.docker, config.run)
         remove_job_volumes(config.docker, path, options.job)
         remove_snapshot(config, snap)
         shutil.rmtree(stubs, ignore_errors=True)
@@ -399,6 +409,7 @@ def job_shell_spec(
         env=env,
         socket=container.docker_socket(),
         labels={"ciparity.shell": job},
+        owner=config.run,
         interactive=tty,
         extra_args=("-v", f"{workspace}:{workspace}", "-w", str(workspace)),
     )
@@ -427,6 +438,7 @@ def chown(config: Config, path: Path, owner: str) -> None:
         command=("chown", "-R", owner, str(path)),
         user="0:0",
         extra_args=("-v", f"{path}:{path}"),
+        owner=config.run,
     )
     result = container.run(spec, config.docker)
     if not result.ok:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ciparity.errors import ConfigError
+from ciparity.ownership import Owner
 
 WORKSPACE_MODES = ("auto", "bind", "copy")
 OFFLINE_MODES = ("auto", "on", "off")
@@ -48,6 +49,17 @@ class Config:
     debug: bool = False
     docker: str = "docker"
     settings_source: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # The run this configuration's objects belong to (a new one unless inherited; see ownership).
+    owner: Owner | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.owner is None:
+            object.__setattr__(self, "owner", Owner.for_checkout(self.root))
+
+    @property
+    def run(self) -> Owner:
+        """The run every container, volume and network of this task is labelled with."""
+        return self.owner or Owner.for_checkout(self.root)  # always set by __post_init__
 
     @property
     def reports_dir(self) -> Path:
@@ -187,6 +199,7 @@ def load(
         root=root_path,
         python_version=read_python_version(root_path),
         settings_source=sources,
+        owner=Owner.for_checkout(root_path, environ),
         **values,
     )
     if not config.package:

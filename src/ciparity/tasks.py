@@ -242,9 +242,10 @@ def test(c: Context, markers: str = "", pytest_args: str = "") -> None:
     help={
         "parallel": "run the checks at once, as compose services (docker/docker-compose.ci.yml)",
         "markers": "pytest -m expression for the test check",
+        "pytest-args": "more pytest arguments for the test check, as one string",
     }
 )
-def ci(c: Context, parallel: bool = False, markers: str = "") -> None:
+def ci(c: Context, parallel: bool = False, markers: str = "", pytest_args: str = "") -> None:
     """Build the image, run every check in it, and print a table; non-zero if any failed."""
     config = _config()
     _docker_ready(config)
@@ -252,7 +253,7 @@ def ci(c: Context, parallel: bool = False, markers: str = "") -> None:
     started = time.monotonic()
     report = _build_ci(config)
     rows.append(console.Row("build", "passed", report.seconds if report else 0.0))
-    options = checks.Options(markers=markers)
+    options = checks.Options(pytest_args=tuple(shlex.split(pytest_args)), markers=markers)
     mode = _mode(config)
     if parallel:
         from ciparity import compose
@@ -384,12 +385,23 @@ def act_ci(
         raise Exit(f"ciparity: act-ci failed: {', '.join(failed) or 'no job ran'}", 1)
 
 
-@ci_task
-def clean(c: Context) -> None:
-    """Remove every container, volume and network labelled ciparity.managed=1."""
+@ci_task(
+    help={
+        "all": "every ciparity object on the engine, of any checkout; runner pools are stopped"
+        " gracefully (each runner deregisters)",
+    }
+)
+def clean(c: Context, all: bool = False) -> None:
+    """Remove what finished or killed runs of this checkout left behind (never a live run)."""
+    from ciparity import cleanup
+
     config = _config()
     _docker_ready(config)
-    removed = container.remove_managed(config.docker)
+    found = container.list_managed(config.docker, None if all else str(config.root))
+    todo = cleanup.plan(found, everything=all)
+    for line in todo.kept:
+        print(f"ciparity: kept {line}", file=sys.stderr)
+    removed = cleanup.execute(config.docker, todo)
     print(f"removed {removed[0]} containers, {removed[1]} volumes, {removed[2]} networks")
 
 

@@ -13,6 +13,7 @@ from conftest import FakeRun
 
 from ciparity import act
 from ciparity.errors import CiparityError, ConfigError
+from ciparity.ownership import Owner
 
 WORKFLOW = """name: ci
 on: [push]
@@ -145,7 +146,12 @@ def test_stub_actions_stand_in_for_every_remote_action_but_checkout(
 
 def test_act_argv() -> None:
     options = act.Options(job="lint", event="pull_request", dry_run=True)
-    argv = act.act_argv("act", Path("/s/.github/workflows/ci.yml"), options, "L", 105, ["-x"])
+    owner = Owner("0123456789ab", "/my checkout", "box", 42)
+    argv = act.act_argv("act", Path("/s/.github/workflows/ci.yml"), options, owner, 105, ["-x"])
+    labels = (
+        "--label ciparity.managed=1 --label ciparity.run=0123456789ab"
+        " --label 'ciparity.checkout=/my checkout' --label ciparity.owner=box:42"
+    )
     assert argv == [
         "act",
         "pull_request",
@@ -155,7 +161,13 @@ def test_act_argv() -> None:
         "--bind",
         "--rm",
         "--container-options",
-        "--label ciparity.managed=1 --label ciparity.act=L --group-add 105",
+        f"{labels} --group-add 105",
+        "--env",
+        "CIPARITY_RUN_ID=0123456789ab",
+        "--env",
+        "CIPARITY_RUN_CHECKOUT=/my checkout",
+        "--env",
+        "CIPARITY_RUN_OWNER=box:42",
         "-j",
         "lint",
         "--dryrun",

@@ -24,6 +24,7 @@ from ciparity import checks, compose, container, hostsetup, images, proc, tasks
 from ciparity.config import Config
 from ciparity.console import Row
 from ciparity.errors import CiparityError, ConfigError, DockerError, Interrupted
+from ciparity.ownership import Owner
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -511,6 +512,9 @@ def test_shell_in_bind_mode_prints_the_equivalent_docker_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("CIPARITY_WORKSPACE_MODE", "bind")
+    # One run for the task and for the spec rebuilt below.
+    for name, value in Owner("0123456789ab", str(in_checkout), "h", 1).env().items():
+        monkeypatch.setenv(name, value)
     fake_run.on("docker", "start", stdout="hello\n")
     tasks.shell(ctx(), cmd="echo 'hello there'")
     created = fake_run.argvs[2]
@@ -604,7 +608,9 @@ def test_clean_prints_the_counts(
     in_checkout: Path, fake_run: FakeRun, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_run.on("docker", "ps", stdout="c1\nc2\n")
+    fake_run.on("docker", "inspect", stdout="c1 false {}\nc2 false {}\n")
     fake_run.on("docker", "network", "ls", stdout="n1\n")
+    fake_run.on("docker", "network", "inspect", stdout="n1 false {}\n")
     tasks.clean(ctx())
     assert capsys.readouterr().out == "removed 2 containers, 0 volumes, 1 networks\n"
 
