@@ -5,6 +5,7 @@ Another repository exposes all of them with `from ciparity.tasks import ns` in i
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shlex
@@ -194,7 +195,9 @@ def build(c: Context, python: str | None = None) -> None:
     _build_ci(config, python)
 
 
-def _one_check(name: str, **flags: Any) -> None:
+def _one_check(name: str, repeat: int = 1, **flags: Any) -> None:
+    if repeat < 1:
+        raise ConfigError(f"--repeat {repeat}: expected at least 1")
     options = checks.Options(
         pytest_args=tuple(shlex.split(flags.pop("pytest_args", "") or "")),
         markers=flags.pop("markers", "") or "",
@@ -202,11 +205,18 @@ def _one_check(name: str, **flags: Any) -> None:
     config = _config(**flags)
     _docker_ready(config)
     _ensure_image(config)
-    row = checks.run_check(name, config, _mode(config), options)
+    rows = []
+    for count in range(1, repeat + 1):
+        row = checks.run_check(name, config, _mode(config), options)
+        rows.append(
+            dataclasses.replace(row, name=f"{name} {count}/{repeat}") if repeat > 1 else row
+        )
     extra = console.reports_summary(config.reports_dir) if name == "test" else ""
-    console.summary(name, [row], extra=extra)
-    if row.result != "passed":
-        raise Exit(f"ciparity: {name} failed", int(row.detail or 1) or 1)
+    console.summary(name, rows, extra=extra)
+    failed = [row for row in rows if row.result != "passed"]
+    if failed:
+        how_often = f" in {len(failed)} of {repeat} runs" if repeat > 1 else ""
+        raise Exit(f"ciparity: {name} failed{how_often}", int(failed[0].detail or 1) or 1)
 
 
 @ci_task
@@ -231,11 +241,12 @@ def security(c: Context) -> None:
     help={
         "markers": "pytest -m expression, e.g. 'not docker'",
         "pytest-args": "extra pytest arguments, as one quoted string",
+        "repeat": "run the suite N times in a row (a hunt for flaky tests); a table of each run",
     }
 )
-def test(c: Context, markers: str = "", pytest_args: str = "") -> None:
+def test(c: Context, markers: str = "", pytest_args: str = "", repeat: int = 1) -> None:
     """pytest with xdist, coverage (enforced) and per-test timeouts; reports under reports/."""
-    _one_check("test", markers=markers, pytest_args=pytest_args)
+    _one_check("test", repeat, markers=markers, pytest_args=pytest_args)
 
 
 @ci_task(
@@ -281,7 +292,8 @@ def shell(c: Context, cmd: str = "", job: str = "", workflow: str = "ci.yml") ->
     with --job, in the runner image as that act job sees it (after a failed act-ci: its state)."""
     config = _config()
     _docker_ready(config)
-    command = shlex.split(cmd) if cmd else ["bash"]
+    # A command line, as typed at a prompt: `--cmd "id; pwd"` is two commands, run by bash.
+    command = ["bash", "-c", cmd] if cmd else ["bash"]
     interactive = not cmd and sys.stdin.isatty()
     if job:
         _job_shell(config, job, workflow, command, interactive)
