@@ -41,6 +41,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Seconds a remote may take to answer `git ls-remote` before it counts as unreachable.
 PROBE_TIMEOUT = 15.0
 FETCH_TIMEOUT = 600.0
+# Where act itself fetches an action it is not handed (its default GitHub instance).
+ACT_SOURCE = "https://github.com"
 
 
 @dataclass(frozen=True, order=True)
@@ -373,14 +375,15 @@ def remote_url(config: Config, repo: str) -> str:
 
 
 def is_online(config: Config, repo: str) -> bool:
-    """Whether remote actions can be fetched: the `offline` setting; `auto` asks the actions URL
-    for `repo`, one the mirror lacks (so a complete mirror costs no network)."""
+    """Whether act can fetch `repo`, an action the mirror lacks: the `offline` setting; `auto`
+    asks where act fetches from (GitHub), only when something is missing, so a complete mirror
+    costs no network."""
     if config.offline != "auto":
         return config.offline == "off"
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     try:
         result = proc.run(
-            ["git", "ls-remote", remote_url(config, repo)],
+            ["git", "ls-remote", f"{ACT_SOURCE}/{repo}.git", "HEAD"],
             env=env,
             timeout=PROBE_TIMEOUT,
         )

@@ -1,6 +1,8 @@
 """The action mirror without an engine: parsing `uses:`, `invoke actions-sync` against a file://
-stand-in remote built from copies of ../shared/actions, resolution and extraction for act, the
-stand-ins for what the mirror lacks, and the job table's note."""
+stand-in remote (bare repositories made here, shaped like the published actions: compiled
+JavaScript under dist/, sub-path actions, moving major tags), resolution and extraction for act,
+the stand-ins for what the mirror lacks, and the job table's note. The published actions' own
+code (../shared/actions) is run by tests/integration/test_actions_mirror.py."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import write_checkout
+from conftest import FakeRun, write_checkout
 
 from ciparity import act, actions_mirror, config
 from ciparity.actions_mirror import Uses, parse_uses
@@ -21,18 +23,14 @@ from ciparity.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
-SHARED = Path(os.environ.get("CIPARITY_SHARED_ACTIONS", "/work/shared/actions"))
-CHECKOUT_422 = "11bd71901bbe5b1630ceea73d27597364c9af683"
-SETUP_PY_V5 = "a26af69be951a213d495a4c3e4e4022e16d87065"
-CACHE_V4 = "0057852bfaa89a56745cba8c7296529d2fc39830"
-
-WORKFLOW = f"""name: ci
+PIN = "11bd71901bbe5b1630ceea73d27597364c9af683"
+WORKFLOW = """name: ci
 on: [push]
 jobs:
   test:
     runs-on: ubuntu-latest
     steps:
-      - uses: actions/checkout@{CHECKOUT_422} # v4.2.2
+      - uses: actions/checkout@{pin} # v4.2.2
       - uses: "actions/setup-python@v5"
         with:
           python-version: "3.12"
@@ -68,36 +66,70 @@ def git(*args: str, cwd: Path | None = None) -> str:
     return done.stdout.strip()
 
 
-def copy_shared(dest: Path) -> Path:
-    """A writable copy of ../shared/actions that git accepts (the shared copies have no refs/
-    folder, their refs being all packed)."""
-    if not (SHARED / "actions" / "checkout.git").is_dir():
-        pytest.fail(f"{SHARED} holds no action mirrors (CIPARITY_SHARED_ACTIONS names it)")
-    shutil.copytree(SHARED, dest)
-    for repo in dest.glob("*/*.git"):
-        for folder in [repo, *repo.rglob("*")]:
-            folder.chmod(folder.stat().st_mode | 0o200)
-        (repo / "refs" / "heads").mkdir(parents=True, exist_ok=True)
-        (repo / "refs" / "tags").mkdir(parents=True, exist_ok=True)
-    return dest
+def publish(remote: Path, repo: str, releases: list[tuple[dict[str, str], list[str]]]) -> None:
+    """A bare `remote/OWNER/REPO.git` whose commits hold `files` and carry `tags`, in order."""
+    work = remote.parent / "work" / repo
+    git("init", "-q", "-b", "main", str(work))
+    for files, tags in releases:
+        for name, text in files.items():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            (work / name).write_text(text)
+        git("add", "-A", cwd=work)
+        git("commit", "-q", "-m", f"release {tags}", cwd=work)
+        for tag in tags:
+            git("tag", "-f", tag, cwd=work)
+    git("clone", "-q", "--bare", str(work), str(remote / f"{repo}.git"))
+
+
+def node_action(name: str, main: str) -> dict[str, str]:
+    return {
+        "action.yml": f"name: {name}\nruns:\n  using: node20\n  main: {main}\n",
+        main: f"console.log('{name}')\n",
+    }
 
 
 @pytest.fixture(scope="module")
-def shared_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_shared(tmp_path_factory.mktemp("shared") / "actions")
+def built_remote(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    remote = tmp_path_factory.mktemp("published") / "remote"
+    publish(
+        remote,
+        "actions/checkout",
+        [(node_action("checkout", "dist/index.js"), ["v4.2.2"]), ({"x": "2"}, ["v4"])],
+    )
+    setup = node_action("setup-python", "dist/setup/index.js")
+    publish(remote, "actions/setup-python", [(setup, ["v5", "v5.6.0"])])
+    # A sub-path action, as actions/cache/restore is: restore/action.yml runs ../dist code.
+    restore = node_action("restore", "../dist/restore-only/index.js")["action.yml"]
+    cache = {
+        **node_action("cache", "dist/restore/index.js"),
+        "restore/action.yml": restore,
+        "dist/restore-only/index.js": "console.log('restore')\n",
+    }
+    publish(remote, "actions/cache", [(cache, ["v4"]), ({"dist/restore/index.js": "v5"}, ["v5"])])
+    return remote
 
 
 @pytest.fixture
-def remote(tmp_path: Path, shared_copy: Path) -> Path:
+def remote(tmp_path: Path, built_remote: Path) -> Path:
     """A stand-in for GitHub: bare repositories under one folder, reached as file://."""
-    return Path(shutil.copytree(shared_copy, tmp_path / "remote"))
+    return Path(shutil.copytree(built_remote, tmp_path / "remote"))
+
+
+def rev(remote: Path, repo: str, ref: str) -> str:
+    return git("--git-dir", str(remote / f"{repo}.git"), "rev-parse", f"{ref}^{{commit}}")
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
+def workflow(built_remote: Path) -> str:
+    """The workflow, its checkout pinned by commit as hardened workflows do."""
+    return WORKFLOW.format(pin=rev(built_remote, "actions/checkout", "v4.2.2"))
+
+
+@pytest.fixture
+def repo(tmp_path: Path, workflow: str) -> Path:
     root = write_checkout(tmp_path / "repo")
     (root / ".github" / "workflows").mkdir(parents=True)
-    (root / ".github" / "workflows" / "ci.yml").write_text(WORKFLOW)
+    (root / ".github" / "workflows" / "ci.yml").write_text(workflow)
     (root / ".github" / "actions" / "build").mkdir(parents=True)
     (root / ".github" / "actions" / "build" / "action.yml").write_text(COMPOSITE)
     return root
@@ -125,7 +157,7 @@ def make(repo: Path, tmp_path: Path, remote: Path) -> Callable[..., Config]:
         ("actions/checkout@v4", Uses("actions/checkout", "", "v4")),
         ("actions/checkout@main", Uses("actions/checkout", "", "main")),
         ("owner/repo@release/v1", Uses("owner/repo", "", "release/v1")),
-        (f"actions/checkout@{CHECKOUT_422}", Uses("actions/checkout", "", CHECKOUT_422)),
+        (f"actions/checkout@{PIN}", Uses("actions/checkout", "", PIN)),
         ("actions/cache/restore@v4", Uses("actions/cache", "restore", "v4")),
         ("o/r/deep/er/path@v1.2.3", Uses("o/r", "deep/er/path", "v1.2.3")),
         (" my-org/my.action_x@v1 ", Uses("my-org/my.action_x", "", "v1")),
@@ -146,7 +178,7 @@ def test_uses_text_and_act_key() -> None:
         "actions/cache@v4",
         False,
     )
-    assert Uses("a/b", "", CHECKOUT_422).is_sha
+    assert Uses("a/b", "", PIN).is_sha
 
 
 @pytest.mark.parametrize(
@@ -163,10 +195,13 @@ def test_parse_uses_rejects(text: str, message: str) -> None:
         parse_uses(text, "ci.yml:3")
 
 
-def test_find_uses_reads_quoted_and_pinned_forms_and_follows_local_actions(repo: Path) -> None:
+def test_find_uses_reads_quoted_and_pinned_forms_and_follows_local_actions(
+    repo: Path, remote: Path
+) -> None:
     found = actions_mirror.find_uses(repo)
+    pin = rev(remote, "actions/checkout", "v4.2.2")
     assert found == {
-        Uses("actions/checkout", "", CHECKOUT_422): ".github/workflows/ci.yml:7",
+        Uses("actions/checkout", "", pin): ".github/workflows/ci.yml:7",
         Uses("actions/setup-python", "", "v5"): ".github/workflows/ci.yml:8",
         Uses("actions/cache", "restore", "v4"): ".github/workflows/ci.yml:11",
         Uses("codecov/codecov-action", "", "v5"): ".github/workflows/ci.yml:16",
@@ -174,22 +209,23 @@ def test_find_uses_reads_quoted_and_pinned_forms_and_follows_local_actions(repo:
     }
 
 
-def test_find_uses_follows_a_local_action_outside_github(repo: Path) -> None:
+def test_find_uses_follows_a_local_action_outside_github(repo: Path, workflow: str) -> None:
     (repo / "tools" / "act1").mkdir(parents=True)
     (repo / "tools" / "act1" / "action.yaml").write_text(
         COMPOSITE.replace("actions/setup-python@v5.6.0", "o/nested@v2")
     )
-    workflow = repo / ".github" / "workflows" / "ci.yml"
-    workflow.write_text(WORKFLOW + "      - uses: ./tools/act1\n")
+    (repo / ".github" / "workflows" / "ci.yml").write_text(
+        workflow + "      - uses: ./tools/act1\n"
+    )
     assert Uses("o/nested", "", "v2") in actions_mirror.find_uses(repo)
 
 
-def test_find_uses_errors_name_file_and_line(repo: Path) -> None:
-    workflow = repo / ".github" / "workflows" / "ci.yml"
-    workflow.write_text(WORKFLOW.replace("codecov/codecov-action@v5", "codecov/codecov-action"))
+def test_find_uses_errors_name_file_and_line(repo: Path, workflow: str) -> None:
+    path = repo / ".github" / "workflows" / "ci.yml"
+    path.write_text(workflow.replace("codecov/codecov-action@v5", "codecov/codecov-action"))
     with pytest.raises(ConfigError, match=r"^\.github/workflows/ci\.yml:16: uses: codecov/"):
         actions_mirror.find_uses(repo)
-    workflow.write_text("jobs:\n  a: [\n")
+    path.write_text("jobs:\n  a: [\n")
     with pytest.raises(ConfigError, match="ci.yml:3: malformed YAML"):
         actions_mirror.find_uses(repo)
 
@@ -229,11 +265,13 @@ def test_sync_fills_the_mirror_then_is_idempotent_and_updates(
         f" file://{remote}/codecov/codecov-action.git: '{remote}/codecov/codecov-action.git'"
         " does not appear to be a git repository",
     )
+    pin = rev(remote, "actions/checkout", "v4.2.2")
+    setup = rev(remote, "actions/setup-python", "v5")[:12]
     assert first.lines == (
-        f"actions/checkout@{CHECKOUT_422}: {CHECKOUT_422[:12]}",
-        f"actions/setup-python@v5: {SETUP_PY_V5[:12]}",
-        f"actions/cache/restore@v4: {CACHE_V4[:12]}",
-        f"actions/setup-python@v5.6.0: {SETUP_PY_V5[:12]}",
+        f"actions/checkout@{pin}: {pin[:12]}",
+        f"actions/setup-python@v5: {setup}",
+        f"actions/cache/restore@v4: {rev(remote, 'actions/cache', 'v4')[:12]}",
+        f"actions/setup-python@v5.6.0: {setup}",
     )
     mirror = tmp_path / "mirror"
     assert sorted(p.relative_to(mirror).as_posix() for p in mirror.glob("*/*")) == [
@@ -256,10 +294,10 @@ def test_sync_fills_the_mirror_then_is_idempotent_and_updates(
 
 
 def test_sync_reports_a_ref_the_remote_lacks_and_a_remote_that_is_down(
-    make: Callable[..., Config], repo: Path, tmp_path: Path
+    make: Callable[..., Config], repo: Path, tmp_path: Path, workflow: str
 ) -> None:
     (repo / ".github" / "workflows" / "ci.yml").write_text(
-        WORKFLOW.replace("cache/restore@v4", "cache/restore@v99")
+        workflow.replace("cache/restore@v4", "cache/restore@v99")
     )
     result = actions_mirror.sync(make())
     assert any(
@@ -323,17 +361,19 @@ def test_prepare_hands_act_the_real_trees_and_stands_in_offline(
     make: Callable[..., Config],
     repo: Path,
     tmp_path: Path,
+    remote: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     cfg = make(offline="on")
     actions_mirror.sync(cfg)
+    pin = rev(remote, "actions/checkout", "v4.2.2")
     dest = tmp_path / "run"
     prepared = actions_mirror.prepare(cfg, repo, dest)
     flags = dict(zip(prepared.flags[1::2], prepared.flags[::2]))
     assert set(prepared.flags[::2]) == {"--local-repository"}
     keys = {flag.partition("=")[0]: Path(flag.partition("=")[2]) for flag in flags}
     assert set(keys) == {
-        f"actions/checkout@{CHECKOUT_422}",
+        f"actions/checkout@{pin}",
         "actions/setup-python@v5",
         "actions/setup-python@v5.6.0",
         "actions/cache@v4",
@@ -344,7 +384,7 @@ def test_prepare_hands_act_the_real_trees_and_stands_in_offline(
     assert (cache / "restore" / "action.yml").is_file()
     assert (cache / "dist" / "restore-only" / "index.js").is_file()
     assert "node20" in (keys["actions/setup-python@v5"] / "action.yml").read_text()
-    assert prepared.real[:2] == (f"actions/checkout@{CHECKOUT_422}", "actions/setup-python@v5")
+    assert prepared.real[:2] == (f"actions/checkout@{pin}", "actions/setup-python@v5")
     # What the mirror lacks: a stand-in that warns and succeeds, named before any job starts.
     assert prepared.missing == ("codecov/codecov-action@v5",)
     stand_in = json.loads((keys["codecov/codecov-action@v5"] / "action.yml").read_text())
@@ -380,23 +420,29 @@ def test_prepare_online_leaves_a_missing_action_to_act(
     )
 
 
-def test_auto_decides_online_by_asking_the_actions_url(
-    make: Callable[..., Config], remote: Path
+def test_auto_decides_online_by_asking_where_act_fetches_from(
+    make: Callable[..., Config], fake_run: FakeRun
 ) -> None:
-    cfg = make()
-    assert actions_mirror.is_online(cfg, "actions/cache")
-    assert not actions_mirror.is_online(cfg, "codecov/codecov-action")
-    assert not actions_mirror.is_online(make(actions_url="http://127.0.0.1:9"), "actions/cache")
-    assert actions_mirror.is_online(make(offline="off", actions_url="http://127.0.0.1:9"), "a/b")
-    assert not actions_mirror.is_online(make(offline="on"), "actions/cache")
+    probe = ("git", "ls-remote", "https://github.com/codecov/codecov-action.git", "HEAD")
+    fake_run.on(*probe, stdout="abc\tHEAD\n")
+    assert actions_mirror.is_online(make(), "codecov/codecov-action")
+    fake_run.on(*probe, returncode=128, stderr="fatal: unable to access: Could not resolve host")
+    assert not actions_mirror.is_online(make(), "codecov/codecov-action")
+    assert not actions_mirror.is_online(make(offline="on"), "codecov/codecov-action")
+    assert actions_mirror.is_online(make(offline="off"), "codecov/codecov-action")
+    assert len(fake_run.calls) == 2, "on and off never ask"
+    timeout = fake_run.calls[0].timeout
+    assert timeout is not None and timeout <= 15
 
 
-def test_prepare_bad_input(make: Callable[..., Config], repo: Path, tmp_path: Path) -> None:
+def test_prepare_bad_input(
+    make: Callable[..., Config], repo: Path, tmp_path: Path, workflow: str
+) -> None:
     cfg = make(offline="on")
     actions_mirror.sync(cfg)
-    workflow = repo / ".github" / "workflows" / "ci.yml"
+    path = repo / ".github" / "workflows" / "ci.yml"
     # A ref the mirror lacks, offline.
-    workflow.write_text(WORKFLOW.replace("setup-python@v5", "setup-python@v7"))
+    path.write_text(workflow.replace("setup-python@v5", "setup-python@v7"))
     with pytest.raises(
         ConfigError,
         match=r"^actions/setup-python@v7: the action mirror's .*"
@@ -404,18 +450,18 @@ def test_prepare_bad_input(make: Callable[..., Config], repo: Path, tmp_path: Pa
     ):
         actions_mirror.prepare(cfg, repo, tmp_path / "a")
     # A sub-path the tree lacks.
-    workflow.write_text(WORKFLOW.replace("cache/restore@v4", "cache/nope@v4"))
+    path.write_text(workflow.replace("cache/restore@v4", "cache/nope@v4"))
     with pytest.raises(
         ConfigError,
-        match="actions/cache/nope@v4: the mirror's actions/cache@v4" " has no action at nope",
+        match="actions/cache/nope@v4: the mirror's actions/cache@v4 has no action at nope",
     ):
         actions_mirror.prepare(cfg, repo, tmp_path / "b")
     # A uses: with no ref.
-    workflow.write_text(WORKFLOW.replace("@v5\n", "\n"))
+    path.write_text(workflow.replace("@v5\n", "\n"))
     with pytest.raises(ConfigError, match="has no ref"):
         actions_mirror.prepare(cfg, repo, tmp_path / "c")
     # A mirror entry that is not a git mirror.
-    workflow.write_text(WORKFLOW)
+    path.write_text(workflow)
     shutil.rmtree(tmp_path / "mirror" / "actions" / "cache.git")
     (tmp_path / "mirror" / "actions" / "cache.git").mkdir()
     with pytest.raises(ConfigError, match="cache.git is not a git mirror"):
@@ -487,6 +533,7 @@ def test_actions_sync_task_prints_lines_and_fails_on_errors(
     repo: Path,
     tmp_path: Path,
     remote: Path,
+    workflow: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -502,7 +549,7 @@ def test_actions_sync_task_prints_lines_and_fails_on_errors(
         tasks.actions_sync(MockContext())
     assert failed.value.code == 1
     out, err = capsys.readouterr()
-    assert f"actions/setup-python@v5: {SETUP_PY_V5[:12]}" in out
+    assert f"actions/setup-python@v5: {rev(remote, 'actions/setup-python', 'v5')[:12]}" in out
     assert out.splitlines()[-1] == f"4 actions in {tmp_path / 'mirror'}"
     assert err.splitlines() == [
         f"ciparity: error: codecov/codecov-action: cannot fetch file://{remote}/codecov/"
@@ -512,7 +559,7 @@ def test_actions_sync_task_prints_lines_and_fails_on_errors(
     # Complete: exit 0.
     shutil.copytree(remote / "actions" / "checkout.git", remote / "x" / "codecov-action.git")
     (repo / ".github" / "workflows" / "ci.yml").write_text(
-        WORKFLOW.replace("codecov/codecov-action@v5", "x/codecov-action@v6")
+        workflow.replace("codecov/codecov-action@v5", "x/codecov-action@v4")
     )
     tasks.actions_sync(MockContext())
     # Bad input: one line, exit 2, no traceback.
