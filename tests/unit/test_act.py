@@ -1,4 +1,5 @@
-"""act-ci without an engine: validation, the snapshot, argv, JSON log (the remote actions: test_actions_mirror)."""
+"""act-ci without an engine: validation, the snapshot, argv, the JSON log (the remote
+actions: test_actions_mirror.py)."""
 
 from __future__ import annotations
 
