@@ -266,8 +266,8 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
                 f" leave them (--include-untracked adds them): {shown}",
                 file=sys.stderr,
             )
-        flags = actions_mirror.prepare(config, snap, stubs, options.strict).flags
         workflow = snap / path.relative_to(config.root)
+        flags = actions_mirror.prepare(config, snap, stubs, options.strict, None, [workflow]).flags
         argv = act_argv(act, workflow, options, label, container.socket_gid(), flags)
         env = {**os.environ, "ACT_DISABLE_VERSION_CHECK": "1"}
         console.step(f"act {options.event} on {path.name} (snapshot {snap})")

@@ -118,36 +118,63 @@ def _step_uses(node: yaml.Node | None) -> Iterator[tuple[str, int]]:
             yield from _step_uses(item)
 
 
+def _job_uses(node: yaml.Node | None) -> Iterator[str]:
+    """The `uses:` of a workflow's jobs (reusable workflows)."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key, jobs in node.value:
+        if getattr(key, "value", None) == "jobs" and isinstance(jobs, yaml.MappingNode):
+            for _, job in jobs.value:
+                if isinstance(job, yaml.MappingNode):
+                    for k, v in job.value:
+                        if getattr(k, "value", None) == "uses" and isinstance(v, yaml.ScalarNode):
+                            yield str(v.value)
+
+
 def uses_in(path: Path, text: str | None = None, label: str = "") -> list[tuple[str, str]]:
     """(value, `file:line`) of each step `uses:` in one workflow or action file."""
     shown = label or str(path)
     return [(value, f"{shown}:{line}") for value, line in _step_uses(_load(path, text))]
 
 
-def _local_action(root: Path, value: str) -> Path | None:
-    folder = (root / value).resolve()
+def _local(root: Path, value: str) -> Path | None:
+    """The file a local `uses: ./PATH` names: an action's action.yml, or a reusable workflow."""
+    target = (root / value).resolve()
+    if not target.is_relative_to(root.resolve()):
+        return None
+    if target.is_file():
+        return target
     for name in ACTION_FILES:
-        if (folder / name).is_file() and folder.is_relative_to(root):
-            return folder / name
+        if (target / name).is_file():
+            return target / name
     return None
 
 
-def find_uses(root: Path) -> dict[Uses, str]:
-    """Every remote action the workflows and the local actions they use name, with where each
-    is first named; local actions are followed wherever they live in the checkout."""
+def find_uses(root: Path, workflows: Sequence[Path] | None = None) -> dict[Uses, str]:
+    """Every remote action that `workflows` (default: all of them, and every action.yml under
+    .github) and the local actions and reusable workflows they use name, with where each is
+    first named. Remote reusable workflows are act's to fetch."""
     github = root / ".github"
-    queue = sorted((github / "workflows").glob("*.y*ml"))
-    queue += sorted(p for p in github.rglob("*") if p.name in ACTION_FILES)
+    if workflows is None:
+        queue = sorted((github / "workflows").glob("*.y*ml"))
+        queue += sorted(p for p in github.rglob("*") if p.name in ACTION_FILES)
+    else:
+        queue = list(workflows)
     seen: set[Path] = set()
     found: dict[Uses, str] = {}
     while queue:
-        path = queue.pop(0)
+        path = queue.pop(0).resolve()
         if path in seen:
             continue
         seen.add(path)
-        for value, where in uses_in(path, label=str(path.relative_to(root))):
+        label = str(path.relative_to(root.resolve()))
+        for value in _job_uses(_load(path)):
+            local = _local(root, value.strip()) if value.strip().startswith("./") else None
+            if local is not None:
+                queue.append(local)
+        for value, where in uses_in(path, label=label):
             if value.strip().startswith("./"):
-                local = _local_action(root, value.strip())
+                local = _local(root, value.strip())
                 if local is not None:
                     queue.append(local)
                 continue
@@ -285,9 +312,10 @@ def prepare(
     dest: Path,
     strict: bool = False,
     online: bool | None = None,
+    workflows: Sequence[Path] | None = None,
 ) -> Prepared:
     """Resolve every remote action of the checkout at `root` (the run's snapshot) against the
-    mirror, and lay out under `dest` what act gets.
+    mirror (only those `workflows` need, if given), and lay out under `dest` what act gets.
 
     Found: the real tree, extracted under `dest`. Not found: online, act fetches it as usual;
     offline, a stand-in (one warning line each, before any job starts). `online` None means
@@ -296,7 +324,7 @@ def prepare(
     mirror = mirror_dir(config)
     check_mirror_root(mirror)
     plan = _Plan()
-    queue = list(find_uses(root).items())
+    queue = list(find_uses(root, workflows).items())
     done: set[Uses] = set()
     while queue:
         uses, where = queue.pop(0)

@@ -220,6 +220,30 @@ def test_find_uses_follows_a_local_action_outside_github(repo: Path, workflow: s
     assert Uses("o/nested", "", "v2") in actions_mirror.find_uses(repo)
 
 
+def test_find_uses_of_chosen_workflows_follows_their_local_workflows_and_actions(
+    repo: Path,
+) -> None:
+    workflows = repo / ".github" / "workflows"
+    (workflows / "release.yml").write_text(
+        "jobs:\n  pub:\n    steps:\n      - uses: pypa/gh-action-pypi-publish@release/v1\n"
+    )
+    (workflows / "caller.yml").write_text(
+        "jobs:\n  call:\n    uses: ./.github/workflows/reusable.yml\n"
+        "  remote:\n    uses: org/wf/.github/workflows/x.yml@v1\n"
+    )
+    (workflows / "reusable.yml").write_text(
+        "on: workflow_call\njobs:\n  r:\n    steps:\n      - uses: ./.github/actions/build\n"
+    )
+    everything = actions_mirror.find_uses(repo)
+    assert Uses("pypa/gh-action-pypi-publish", "", "release/v1") in everything
+    called = actions_mirror.find_uses(repo, [workflows / "caller.yml"])
+    # Through the local reusable workflow to the local action and its remote one; the remote
+    # reusable workflow is act's to fetch.
+    assert called == {
+        Uses("actions/setup-python", "", "v5.6.0"): ".github/actions/build/action.yml:6"
+    }
+
+
 def test_find_uses_errors_name_file_and_line(repo: Path, workflow: str) -> None:
     path = repo / ".github" / "workflows" / "ci.yml"
     path.write_text(workflow.replace("codecov/codecov-action@v5", "codecov/codecov-action"))
@@ -397,6 +421,21 @@ def test_prepare_hands_act_the_real_trees_and_stands_in_offline(
         "ciparity: warning: codecov/codecov-action@v5 is not available offline (not in the action"
         f" mirror {tmp_path / 'mirror'}): its steps are skipped; `invoke actions-sync` fetches it"
     ]
+
+
+def test_prepare_for_one_workflow_names_only_what_it_lacks(
+    make: Callable[..., Config], repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = repo / ".github" / "workflows" / "other.yml"
+    other.write_text("jobs:\n  a:\n    steps:\n      - uses: codecov/codecov-action@v5\n")
+    ci = repo / ".github" / "workflows" / "ci.yml"
+    ci.write_text("jobs:\n  a:\n    steps:\n      - uses: actions/cache/restore@v4\n")
+    cfg = make(offline="on")
+    actions_mirror.sync(cfg)
+    capsys.readouterr()
+    prepared = actions_mirror.prepare(cfg, repo, tmp_path / "run", workflows=[ci])
+    assert prepared.real == ("actions/cache/restore@v4",) and prepared.missing == ()
+    assert capsys.readouterr().err == ""
 
 
 def test_prepare_strict_stand_in_fails_its_step(
