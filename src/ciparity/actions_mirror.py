@@ -279,7 +279,10 @@ def stand_in(uses: Uses, strict: bool) -> str:
     doc = {
         "name": f"{uses.text} (stand-in)",
         "description": "Stands in under invoke act-ci for an action the action mirror lacks",
-        "runs": {"using": "composite", "steps": [{"shell": "bash", "run": run}]},
+        "runs": {
+            "using": "composite",
+            "steps": [{"name": f"skipped: {what}", "shell": "bash", "run": run}],
+        },
     }
     # JSON is YAML, and quotes every value: nothing in it reads as an expression or a tag.
     return json.dumps(doc, indent=2) + "\n"

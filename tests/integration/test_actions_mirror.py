@@ -123,6 +123,7 @@ def test_sync_then_the_real_composite_runs_and_a_missing_action_is_skipped(
     assert "hello, ciparity, from team/hello@v1" in log, "the mirrored composite ran"
     assert "the tests ran" in log
     assert f"::warning title=ciparity-skip::{SKIPPED}" in log, "the job log says so"
+    assert f"Success - Main skipped: {SKIPPED}" in log
     assert "the job went on" in log, "the rest of the job runs"
     assert _row(done.stdout, "composite") == f"success, 1 step skipped: {SKIPPED}"
     assert managed(repo) == [] and _leftovers(repo) == []

@@ -413,6 +413,9 @@ def test_prepare_hands_act_the_real_trees_and_stands_in_offline(
     assert prepared.missing == ("codecov/codecov-action@v5",)
     stand_in = json.loads((keys["codecov/codecov-action@v5"] / "action.yml").read_text())
     assert stand_in["runs"]["using"] == "composite"
+    assert stand_in["runs"]["steps"][0]["name"] == (
+        "skipped: codecov/codecov-action@v5 not available offline"
+    )
     assert stand_in["runs"]["steps"][0]["run"] == (
         "echo '::warning title=ciparity-skip::codecov/codecov-action@v5 not available offline'\n"
     )
