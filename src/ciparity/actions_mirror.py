@@ -322,7 +322,7 @@ def prepare(
 
     Found: the real tree, extracted under `dest`. Not found: online, act fetches it as usual;
     offline, a stand-in (one warning line each, before any job starts). `online` None means
-    decided by the `offline` setting, `auto` probing the actions URL.
+    decided by `is_online`.
     """
     mirror = mirror_dir(config)
     check_mirror_root(mirror)
@@ -353,7 +353,7 @@ def prepare(
                 f" {uses.path}"
             )
         plan.real.append(uses.text)
-        queue += [(inner, f"{uses.text}") for inner in _nested(git_dir, commit, uses)]
+        queue += [(inner, uses.text) for inner in _nested(git_dir, commit, uses)]
     return _finish(config, mirror, dest, plan, strict, online)
 
 
@@ -397,6 +397,7 @@ def _finish(
 
 
 def actions_url(config: Config) -> str:
+    """The base URL actions are synced from, without a trailing slash."""
     return config.actions_url.rstrip("/")
 
 
