@@ -441,6 +441,23 @@ def test_prepare_for_one_workflow_names_only_what_it_lacks(
     assert capsys.readouterr().err == ""
 
 
+def test_prepare_follows_a_mirrored_composite_to_the_actions_it_uses(
+    make: Callable[..., Config], repo: Path, tmp_path: Path, remote: Path
+) -> None:
+    nested = COMPOSITE.replace("actions/setup-python@v5.6.0", "actions/cache/restore@v4")
+    publish(remote, "team/tool", [({"action.yml": nested}, ["v1"])])
+    ci = repo / ".github" / "workflows" / "ci.yml"
+    ci.write_text("jobs:\n  a:\n    steps:\n      - uses: team/tool@v1\n")
+    cfg = make(offline="on")
+    assert actions_mirror.sync(cfg).errors == ()
+    prepared = actions_mirror.prepare(cfg, repo, tmp_path / "run", workflows=[ci])
+    assert prepared.real == ("team/tool@v1", "actions/cache/restore@v4")
+    assert [f.partition("=")[0] for f in prepared.flags[1::2]] == [
+        "team/tool@v1",
+        "actions/cache@v4",
+    ]
+
+
 def test_prepare_strict_stand_in_fails_its_step(
     make: Callable[..., Config], repo: Path, tmp_path: Path
 ) -> None:
