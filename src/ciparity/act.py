@@ -10,6 +10,7 @@ runner, and the user's checkout is never chowned or written. Every job container
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from typing import IO
 
 import yaml
 
-from ciparity import console, container, proc
+from ciparity import actions_mirror, console, container, proc
 from ciparity.config import Config
 from ciparity.errors import CiparityError, ConfigError
 from ciparity.ownership import Owner
@@ -59,6 +60,7 @@ class Options:
     event: str = "push"
     include_untracked: bool = False
     dry_run: bool = False
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class JobRow:
     job: str
     result: str
     seconds: float
+    skipped: tuple[str, ...] = ()
 
 
 def find_act() -> str:
@@ -120,52 +123,6 @@ def validate(root: Path, options: Options) -> Path:
     if options.event not in EVENTS:
         raise ConfigError(f"unknown event {options.event!r} (known: {', '.join(EVENTS)})")
     return path
-
-
-_USES = re.compile(
-    r"^\s*(?:-\s+)?uses:\s*['\"]?([\w.-]+/[\w.-]+)((?:/[^@\s'\"]+)?)@([^\s'\"#]+)", re.M
-)
-STUB = """name: {name} (not available offline)
-description: Stands in for a remote action under invoke act-ci
-runs:
-  using: composite
-  steps:
-    - shell: bash
-      run: |
-        echo "::error::{name}@{ref} cannot be fetched offline: guard its step with if: !env.ACT"
-        exit 1
-"""
-
-
-def remote_actions(root: Path) -> list[tuple[str, str, str]]:
-    """(owner/repo, sub/path, ref) of every remote action the workflows and local actions use."""
-    found: dict[tuple[str, str, str], None] = {}
-    for path in sorted((root / ".github").rglob("*.y*ml")):
-        for repo, sub, ref in _USES.findall(path.read_text(encoding="utf-8", errors="replace")):
-            # act never fetches actions/checkout for the repository itself: it copies the tree.
-            if repo != "actions/checkout":
-                found[(repo, sub.strip("/"), ref)] = None
-    return list(found)
-
-
-def stub_actions(root: Path, dest: Path) -> list[str]:
-    """Local stand-ins for the remote actions, as act `--local-repository` flags.
-
-    act fetches every remote action of a job before its first step, even those a step's
-    `if: ${{ !env.ACT }}` skips; offline that fetch fails. Each stand-in fails loudly if a step
-    that is not so guarded ever runs it.
-    """
-    flags: list[str] = []
-    repos: dict[tuple[str, str], Path] = {}
-    for repo, sub, ref in remote_actions(root):
-        folder = repos.setdefault((repo, ref), dest / f"{repo.replace('/', '__')}@{ref}")
-        action = folder / sub if sub else folder
-        action.mkdir(parents=True, exist_ok=True)
-        name = f"{repo}/{sub}" if sub else repo
-        (action / "action.yml").write_text(STUB.format(name=name, ref=ref), encoding="utf-8")
-    for (repo, ref), folder in repos.items():
-        flags += ["--local-repository", f"{repo}@{ref}={folder}"]
-    return flags
 
 
 def _git(root: Path, *args: str) -> proc.Result:
@@ -319,8 +276,8 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
                 f" leave them (--include-untracked adds them): {shown}",
                 file=sys.stderr,
             )
-        flags = stub_actions(config.root, stubs)
         workflow = snap / path.relative_to(config.root)
+        flags = actions_mirror.prepare(config, snap, stubs, options.strict, None, [workflow]).flags
         argv = act_argv(act, workflow, options, config.run, container.socket_gid(), flags)
         env = {**os.environ, "ACT_DISABLE_VERSION_CHECK": "1"}
         console.step(f"act {options.event} on {path.name} (snapshot {snap})")
@@ -328,7 +285,11 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w", encoding="utf-8") as handle:
             result = proc.run(argv, cwd=snap, env=env, tee=_JobPrinter(handle))
-        rows = parse_log(result.stdout.splitlines())
+        skipped = actions_mirror.skipped_steps(result.stdout.splitlines())
+        rows = [
+            dataclasses.replace(r, skipped=tuple(skipped.get(r.job, ())))
+            for r in parse_log(result.stdout.splitlines())
+        ]
         _copy_reports(snap, config.reports_dir / "act")
         if not result.ok and not any(r.result == "failure" for r in rows):
             raise CiparityError(f"act failed: {_act_error(result.stdout)}")
@@ -489,4 +450,12 @@ class _JobPrinter:
 
 
 def rows_table(rows: Sequence[JobRow]) -> list[console.Row]:
-    return [console.Row(r.job, r.result, r.seconds) for r in rows]
+    """The job table's rows; a job that ran stand-ins says which steps it skipped."""
+    return [
+        console.Row(
+            r.job,
+            ", ".join(filter(None, (r.result, actions_mirror.skip_note(r.skipped)))),
+            r.seconds,
+        )
+        for r in rows
+    ]

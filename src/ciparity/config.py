@@ -45,6 +45,8 @@ class Config:
     test_timeout: int = 300
     workers: str = "auto"
     ca_bundle: str = ""
+    actions_mirror: str = ""
+    actions_url: str = "https://github.com"
     reports: str = "reports"
     debug: bool = False
     docker: str = "docker"
@@ -111,6 +113,15 @@ def _str(value: Any) -> str:
     return str(value)
 
 
+def _url(value: Any) -> str:
+    text = _str(value).strip()
+    if not text.startswith(("https://", "http://", "file://", "ssh://", "git://")):
+        raise ValueError(
+            f"expected an https://, http://, file://, ssh:// or git:// URL, got {value!r}"
+        )
+    return text
+
+
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "package": _str,
     "src_dirs": _names,
@@ -128,6 +139,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "test_timeout": _int,
     "workers": _str,
     "ca_bundle": _str,
+    "actions_mirror": _str,
+    "actions_url": _url,
     "reports": _str,
     "debug": parse_bool,
     "docker": _str,

@@ -361,6 +361,7 @@ def build_runner(c: Context) -> None:
         "list": "list the workflow's jobs and exit",
         "dry-run": "let act plan the run without starting jobs",
         "include-untracked": "also carry untracked files (a push would not)",
+        "strict": "a step skipped because its action is not available offline fails its job",
     }
 )
 def act_ci(
@@ -371,12 +372,13 @@ def act_ci(
     list: bool = False,
     dry_run: bool = False,
     include_untracked: bool = False,
+    strict: bool = False,
 ) -> None:
     """Run the real GitHub Actions workflow offline through act, in the same images."""
     from ciparity import act
 
     config = _config()
-    options = act.Options(workflow, job, event, include_untracked, dry_run)
+    options = act.Options(workflow, job, event, include_untracked, dry_run, strict)
     path = act.validate(config.root, options)
     if list:
         for name in act.workflow_jobs(path):
@@ -395,6 +397,20 @@ def act_ci(
     failed = [r.job for r in rows if r.result != "success"]
     if failed or not rows:
         raise Exit(f"ciparity: act-ci failed: {', '.join(failed) or 'no job ran'}", 1)
+
+
+@ci_task
+def actions_sync(c: Context) -> None:
+    """Fetch the real code of every remote action the workflows use into the action mirror."""
+    from ciparity import actions_mirror
+
+    config = _config()
+    mirror = actions_mirror.mirror_dir(config)
+    console.step(f"syncing actions from {actions_mirror.actions_url(config)} into {mirror}")
+    result = actions_mirror.sync(config)
+    actions_mirror.print_sync(result, mirror)
+    if result.errors:
+        raise Exit(code=1)
 
 
 @ci_task(
@@ -486,6 +502,7 @@ ns = Collection(
     test,
     ci,
     act_ci,
+    actions_sync,
     shell,
     clean,
     doctor,

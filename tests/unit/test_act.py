@@ -1,4 +1,5 @@
-"""act-ci without an engine: validation, the snapshot, remote-action stand-ins, argv, JSON log."""
+"""act-ci without an engine: validation, the snapshot, argv, the JSON log (the remote
+actions: test_actions_mirror.py)."""
 
 from __future__ import annotations
 
@@ -121,27 +122,6 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
     path.write_text("name: only\n")
     with pytest.raises(ConfigError, match="no jobs"):
         act.workflow_jobs(path)
-
-
-def test_stub_actions_stand_in_for_every_remote_action_but_checkout(
-    repo: Path, tmp_path: Path
-) -> None:
-    assert act.remote_actions(repo) == [
-        ("docker/build-push-action", "", "def456"),
-        ("owner/repo", "sub/dir", "v1"),
-    ]
-    flags = act.stub_actions(repo, tmp_path / "stubs")
-    build = tmp_path / "stubs" / "docker__build-push-action@def456"
-    sub = tmp_path / "stubs" / "owner__repo@v1"
-    assert flags == [
-        "--local-repository",
-        f"docker/build-push-action@def456={build}",
-        "--local-repository",
-        f"owner/repo@v1={sub}",
-    ]
-    stub = (sub / "sub" / "dir" / "action.yml").read_text()
-    assert "owner/repo/sub/dir@v1 cannot be fetched offline" in stub and "exit 1" in stub
-    assert "${{" not in stub, "act would evaluate an expression inside the message"
 
 
 def test_act_argv() -> None:

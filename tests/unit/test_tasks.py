@@ -29,7 +29,7 @@ from ciparity.ownership import Owner
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 TASKS = ("setup", "base", "build", "lint", "typecheck", "security", "test", "ci", "shell")
-MORE_TASKS = ("clean", "doctor", "bench", "build-runner", "act-ci", "runners")
+MORE_TASKS = ("clean", "doctor", "bench", "build-runner", "act-ci", "actions-sync", "runners")
 DENIED = (
     "permission denied while trying to connect to the Docker daemon socket at"
     ' unix:///var/run/docker.sock: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.47/version":'
