@@ -348,6 +348,7 @@ def build_runner(c: Context) -> None:
         "list": "list the workflow's jobs and exit",
         "dry-run": "let act plan the run without starting jobs",
         "include-untracked": "also carry untracked files (a push would not)",
+        "ref": "the ref the push sends (refs/heads/B, refs/tags/T; default: the current branch)",
     }
 )
 def act_ci(
@@ -358,12 +359,13 @@ def act_ci(
     list: bool = False,
     dry_run: bool = False,
     include_untracked: bool = False,
+    ref: str = "",
 ) -> None:
     """Run the real GitHub Actions workflow offline through act, in the same images."""
     from ciparity import act
 
     config = _config()
-    options = act.Options(workflow, job, event, include_untracked, dry_run)
+    options = act.Options(workflow, job, event, include_untracked, dry_run, ref)
     path = act.validate(config.root, options)
     if list:
         for name in act.workflow_jobs(path):

@@ -69,8 +69,8 @@ def repo(tmp_path: Path) -> Path:
 
 def test_snapshot_carries_what_a_push_would(repo: Path, tmp_path: Path) -> None:
     dest = tmp_path / "snap"
-    untracked = act.snapshot(repo, dest)
-    assert untracked == ["untracked.txt"]
+    taken = act.snapshot(repo, dest)
+    assert taken.untracked == ("untracked.txt",)
     assert (dest / "tracked.txt").read_text() == "changed, not committed\n"
     assert (dest / "staged.txt").exists()
     assert not (dest / "gone.txt").exists()
