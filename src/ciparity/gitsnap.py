@@ -273,6 +273,15 @@ def _tree(
             f" of your changes would leave them: {_listing(deleted)}"
         )
     _git(root, "add", "-u", env=env)
+    # What `add -u` cannot record: a submodule's own uncommitted changes.
+    dirty = _split(
+        _git(root, "diff-files", "-z", "--name-only", "--ignore-submodules=untracked", env=env).raw
+    )
+    if dirty:
+        notes.warn(
+            f"{len(dirty)} submodules have uncommitted changes, left out (a push carries their"
+            f" recorded commit only): {_listing(dirty)}"
+        )
     for prefix in exclude:
         dropped = _split(_ls(root, env, "--cached", "--", os.fsdecode(prefix)))
         if dropped:
@@ -560,7 +569,7 @@ def take(
             repo = _stage_repo(root, stage)
             tree, untracked = _tree(root, stage, prefixes, include_untracked, notes)
             sha = _commit(root, repo, tree)
-            _stage_refs(root, repo, full_ref, sha, checkout.fetch_depth <= 0)
+            _stage_refs(root, repo, full_ref, sha, checkout.fetch_depth <= 0 or checkout.fetch_tags)
             origin = _origin(root)
             _checkout(dest, repo, full_ref, origin, checkout)
             if checkout.submodules:
@@ -608,18 +617,30 @@ def checkout_inputs(workflow: Path, job: str = "") -> tuple[Checkout, list[str]]
     data = yaml.safe_load(workflow.read_text(encoding="utf-8")) or {}
     jobs = data.get("jobs") or {}
     steps: list[dict[str, Any]] = []
+    missing: list[str] = []
     for name, body in jobs.items():
         if job and str(name) != job or not isinstance(body, dict):
             continue
+        if "steps" not in body:
+            continue  # a job that calls a reusable workflow
+        own = 0
         for step in body.get("steps") or []:
             uses = str(step.get("uses", "")) if isinstance(step, dict) else ""
             if uses.split("@")[0].lower() != "actions/checkout":
                 continue
-            inputs = step.get("with") or {}
+            inputs = step.get("with") if isinstance(step.get("with"), dict) else {}
             other = str(inputs.get("repository", "${{ github.repository }}"))
             if "github.repository" in other.replace(" ", ""):
                 steps.append({str(k): v for k, v in inputs.items()})
+                own += 1
+        if not own:
+            missing.append(str(name))
     notes = _Notes()
+    if missing:
+        notes.warn(
+            f"jobs {', '.join(missing)} have no actions/checkout step: on GitHub they start in an"
+            " empty workspace, under act-ci they see the snapshot"
+        )
     wanted: set[Checkout] = set()
     for inputs in steps:
         for key, why in NOT_HONOURED.items():

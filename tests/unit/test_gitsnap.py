@@ -226,6 +226,19 @@ def test_fetch_depth_0_brings_history_and_tags(built: Path, tmp_path: Path) -> N
     assert not (tmp_path / "snap" / ".git" / "shallow").exists()
 
 
+def test_a_submodules_own_changes_are_one_line(built: Path, tmp_path: Path) -> None:
+    lib = built / "repo" / "lib" / "lib.txt"
+    lib.write_text("edited inside the submodule\n")
+    try:
+        taken = gitsnap.take(built / "repo", tmp_path / "snap")
+    finally:
+        git(built / "repo" / "lib", "checkout", "--", "lib.txt")
+    assert (
+        "ciparity: warning: 1 submodules have uncommitted changes, left out (a push carries"
+        " their recorded commit only): lib" in taken.messages
+    )
+
+
 @pytest.fixture
 def small(tmp_path: Path) -> Path:
     repo = tmp_path / "small"
@@ -235,6 +248,14 @@ def small(tmp_path: Path) -> Path:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "one")
     return repo
+
+
+def test_fetch_tags(small: Path, tmp_path: Path) -> None:
+    git(small, "tag", "t1")
+    gitsnap.take(small, tmp_path / "plain")
+    assert git(tmp_path / "plain", "tag") == "", "actions/checkout fetches with --no-tags"
+    gitsnap.take(small, tmp_path / "tags", checkout=gitsnap.Checkout(fetch_tags=True))
+    assert git(tmp_path / "tags", "tag") == "t1"
 
 
 def test_detached_at_tag_is_the_tag_push(small: Path, tmp_path: Path) -> None:
@@ -362,9 +383,14 @@ def test_checkout_inputs(tmp_path: Path) -> None:
         "ciparity: warning: checkout fetch-depth: '${{ inputs.depth }}' cannot be evaluated:"
         " default used"
     ]
-    assert gitsnap.checkout_inputs(path, "c") == (gitsnap.Checkout(), [])
+    no_checkout = (
+        "ciparity: warning: jobs c have no actions/checkout step: on GitHub they start in an"
+        " empty workspace, under act-ci they see the snapshot"
+    )
+    assert gitsnap.checkout_inputs(path, "c") == (gitsnap.Checkout(), [no_checkout])
     inputs, notes = gitsnap.checkout_inputs(path)
     assert inputs == gitsnap.Checkout(fetch_depth=0, lfs=True, submodules="recursive")
+    assert notes[0] == no_checkout
     assert notes[-1] == (
         "ciparity: warning: the jobs' checkout steps differ; the one snapshot serves them all"
         " with fetch-depth 0, lfs true, submodules recursive"
