@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 
 from ciparity import gitsnap
-from ciparity.errors import CiparityError, ConfigError
+from ciparity.errors import CiparityError, ConfigError, Interrupted
 
 
 def _edge() -> ModuleType:
@@ -423,3 +423,37 @@ def test_repository_slug() -> None:
     assert gitsnap.repository_slug("https://github.com/team/edge.git") == "team/edge"
     assert gitsnap.repository_slug("git@github.com:team/edge.git") == "team/edge"
     assert gitsnap.repository_slug("") == ""
+
+
+def test_a_failing_git_step_is_one_line_and_leaves_nothing(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    git(small, "config", "filter.bad.clean", "false")
+    git(small, "config", "filter.bad.required", "true")
+    (small / ".gitattributes").write_text("a.txt filter=bad\n")
+    (small / "a.txt").write_text("changed\n")
+    with pytest.raises(CiparityError, match=r"^snapshot: git add -u failed: .*a\.txt"):
+        gitsnap.take(small, tmp_path / "snap")
+    assert not (tmp_path / "snap").exists() and list((tmp_path / "tmp").iterdir()) == []
+    (tmp_path / "snap").mkdir()
+    with pytest.raises(CiparityError, match="already exists"):
+        gitsnap.take(small, tmp_path / "snap")
+
+
+def test_an_interrupt_mid_snapshot_leaves_nothing(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    checkout = gitsnap._checkout
+
+    def interrupted(*args: object) -> None:
+        checkout(*args)  # type: ignore[arg-type]
+        raise Interrupted(15)
+
+    monkeypatch.setattr(gitsnap, "_checkout", interrupted)
+    with pytest.raises(Interrupted):
+        gitsnap.take(small, tmp_path / "snap")
+    assert not (tmp_path / "snap").exists() and list((tmp_path / "tmp").iterdir()) == []
