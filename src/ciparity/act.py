@@ -288,7 +288,7 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
     stubs = workdir / f"act-{label}-actions"
     event = workdir / f"act-{label}-event.json"
     try:
-        inputs, notes = gitsnap.checkout_inputs(path, options.job)
+        inputs, notes = gitsnap.checkout_inputs(path, options.job, config.root)
         taken = snapshot(
             config.root,
             snap,
@@ -395,8 +395,11 @@ def job_shell_spec(
     )
 
 
-def prepare_job_workspace(config: Config, workdir: Path) -> tuple[Path, bool]:
-    """The last failed run's workspace if kept, else a fresh snapshot owned by the runner's user.
+def prepare_job_workspace(
+    config: Config, workdir: Path, path: Path | None = None, job: str = ""
+) -> tuple[Path, bool]:
+    """The last failed run's workspace if kept, else a fresh snapshot owned by the runner's user
+    (as workflow `path`'s job `job` checks it out, when given).
 
     Returns (path, fresh): a fresh one is removed after the shell.
     """
@@ -405,8 +408,9 @@ def prepare_job_workspace(config: Config, workdir: Path) -> tuple[Path, bool]:
         snap, fresh = kept, False
     else:
         snap, fresh = workdir / f"shell-{secrets.token_hex(6)}", True
-        taken = snapshot(config.root, snap, exclude=snapshot_excludes(config))
-        for line in taken.messages:
+        inputs, notes = gitsnap.checkout_inputs(path, job, config.root) if path else (None, [])
+        taken = snapshot(config.root, snap, checkout=inputs, exclude=snapshot_excludes(config))
+        for line in (*notes, *taken.messages):
             print(line, file=sys.stderr)
     # What act does before a job's first step: the workspace belongs to the job's user.
     chown(config, snap, f"{RUNNER_UID}:{RUNNER_UID}")

@@ -611,9 +611,13 @@ def _flag(value: Any) -> bool:
     return value is True or str(value).strip().lower() == "true"
 
 
-def checkout_inputs(workflow: Path, job: str = "") -> tuple[Checkout, list[str]]:
+def checkout_inputs(
+    workflow: Path, job: str = "", root: Path | None = None
+) -> tuple[Checkout, list[str]]:
     """The merged inputs of the workflow's own actions/checkout steps (of `job`, or every job),
-    and one line for each input the snapshot cannot honour."""
+    and one line for each input the snapshot cannot honour. A step's `repository:` is this
+    repository when it names `github.repository` or the owner/name of `root`'s origin."""
+    own_slug = repository_slug(_origin(root)).lower() if root is not None else ""
     data = yaml.safe_load(workflow.read_text(encoding="utf-8")) or {}
     jobs = data.get("jobs") or {}
     steps: list[dict[str, Any]] = []
@@ -630,7 +634,7 @@ def checkout_inputs(workflow: Path, job: str = "") -> tuple[Checkout, list[str]]
                 continue
             inputs = step.get("with") if isinstance(step.get("with"), dict) else {}
             other = str(inputs.get("repository", "${{ github.repository }}"))
-            if "github.repository" in other.replace(" ", ""):
+            if "github.repository" in other.replace(" ", "") or other.lower() == own_slug:
                 steps.append({str(k): v for k, v in inputs.items()})
                 own += 1
         if not own:

@@ -318,7 +318,7 @@ def _job_shell(
     if images.inspect_label(config.docker, config.runner_image, "") is None:
         _build_runner(config)
     workdir = config.reports_dir / ".act"
-    workspace, fresh = act.prepare_job_workspace(config, workdir)
+    workspace, fresh = act.prepare_job_workspace(config, workdir, path, job)
     if not fresh:
         print(f"workspace of the last failed act-ci run: {workspace}", file=sys.stderr)
     try:

@@ -457,3 +457,41 @@ def test_an_interrupt_mid_snapshot_leaves_nothing(
     with pytest.raises(Interrupted):
         gitsnap.take(small, tmp_path / "snap")
     assert not (tmp_path / "snap").exists() and list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_checkout_naming_this_repository_is_its_own(small: Path, tmp_path: Path) -> None:
+    git(small, "remote", "add", "origin", "git@github.com:Team/Small.git")
+    path = tmp_path / "ci.yml"
+    path.write_text(
+        "jobs:\n  a:\n    steps:\n      - uses: actions/checkout@v4\n"
+        "        with: {repository: team/small, lfs: true}\n"
+    )
+    assert gitsnap.checkout_inputs(path, "a", small)[0] == gitsnap.Checkout(lfs=True)
+    assert gitsnap.checkout_inputs(path, "a")[0] == gitsnap.Checkout(), "another repository"
+
+
+def test_what_already_matched_still_does(small: Path, tmp_path: Path) -> None:
+    """Symlinks, spaces and Unicode names, a staged rename, .gitkeep, a force-added ignored file
+    and export-ignore (which only `git archive` reads) come out as a hosted checkout has them."""
+    (small / "a b.txt").write_text("space\n")
+    (small / "é.txt").write_text("unicode\n")
+    os.symlink("a.txt", small / "link")
+    (small / "empty").mkdir()
+    (small / "empty" / ".gitkeep").write_text("")
+    (small / ".gitignore").write_text("*.log\n")
+    (small / "kept.log").write_text("forced\n")
+    (small / ".gitattributes").write_text("a b.txt export-ignore\n")
+    git(small, "add", "-A")
+    git(small, "add", "-f", "kept.log")
+    git(small, "commit", "-q", "-m", "more")
+    git(small, "mv", "a.txt", "renamed.txt")
+    os.symlink("renamed.txt", small / "link2")
+    git(small, "add", "link2")
+    taken = gitsnap.take(small, tmp_path / "snap")
+    snap = tmp_path / "snap"
+    assert (snap / "a b.txt").read_text() == "space\n"
+    assert (snap / "é.txt").read_text() == "unicode\n"
+    assert os.readlink(snap / "link") == "a.txt" and os.readlink(snap / "link2") == "renamed.txt"
+    assert (snap / "renamed.txt").read_text() == "a\n" and not (snap / "a.txt").exists()
+    assert (snap / "empty" / ".gitkeep").exists() and (snap / "kept.log").exists()
+    assert taken.messages == ()
