@@ -1,8 +1,8 @@
 """`invoke act-ci`: the real workflows, offline, through act, in the same images.
 
-act runs on a disposable snapshot of what a push would carry (tracked files with their uncommitted
-changes, staged new files; untracked files only on request), committed into a fresh one-commit
-repository at a path the daemon sees identically. act bind-mounts it into the jobs (`--bind`), so
+act runs on a disposable snapshot of what a push would carry, checked out as the workflow's
+actions/checkout step would on a runner (gitsnap), at a path the daemon sees identically, with
+act told the same ref and sha (`-e`). act bind-mounts it into the jobs (`--bind`), so
 a job's nested `docker run -v "$GITHUB_WORKSPACE":...` means the same folder, as on a hosted
 runner, and the user's checkout is never chowned or written. Every job container carries the
 `ciparity.managed=1` label, and the snapshot is removed after success, failure, Ctrl-C or SIGTERM.

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +51,8 @@ HARDENING = (
     "maintenance.auto=false",
     "advice.detachedHead=false",
 )
-# A runner's git: no user attributes or excludes, no line-ending conversion but .gitattributes'.
-RUNNER = (*HARDENING, "core.autocrlf=false", "core.attributesFile=/dev/null", "user.name=ciparity")
+# A runner's git: no attributes but the repository's, no line-ending conversion but theirs.
+RUNNER = (*HARDENING, "core.autocrlf=false", "core.attributesFile=/dev/null")
 # Kept from the caller's environment when reading the user's repository: where their config is.
 USER_CONFIG_VARS = ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM")
 LFS_POINTER = re.compile(
@@ -87,6 +88,7 @@ class Snapshot:
 
     @property
     def ref_name(self) -> str:
+        """GITHUB_REF_NAME: the branch or tag name."""
         return self.ref.split("/", 2)[2]
 
 
@@ -130,8 +132,9 @@ def _user_env(stage: Path | None = None) -> dict[str, str]:
     return env
 
 
-def _runner_env(lfs: bool = False) -> dict[str, str]:
-    """git as on a fresh runner: no global or system config at all."""
+def _runner_env() -> dict[str, str]:
+    """git as actions/checkout runs it on a fresh runner, without `lfs: true`: no global or
+    system config at all, LFS smudging skipped."""
     env = _base_env()
     env.update(IDENTITY)
     env.update(
@@ -139,9 +142,8 @@ def _runner_env(lfs: bool = False) -> dict[str, str]:
         GIT_CONFIG_NOSYSTEM="1",
         GIT_TERMINAL_PROMPT="0",
         GIT_LITERAL_PATHSPECS="1",
+        GIT_LFS_SKIP_SMUDGE="1",
     )
-    if not lfs:
-        env["GIT_LFS_SKIP_SMUDGE"] = "1"
     return env
 
 
@@ -241,7 +243,7 @@ def push_ref(root: Path, override: str, notes: _Notes) -> str:
 
 def _git_path(root: Path, name: str) -> Path:
     found = _git(root, "rev-parse", "--path-format=absolute", "--git-path", name, env=_user_env())
-    return Path(found.stdout.strip())
+    return Path(os.fsdecode(found.raw.rstrip(b"\n")))
 
 
 def _under(path: bytes, prefixes: Sequence[bytes]) -> bool:
@@ -274,9 +276,11 @@ def _tree(
         )
     _git(root, "add", "-u", env=env)
     # What `add -u` cannot record: a submodule's own uncommitted changes.
-    dirty = _split(
-        _git(root, "diff-files", "-z", "--name-only", "--ignore-submodules=untracked", env=env).raw
+    links = {path for path, _sha in _index_gitlinks(_ls(root, env, "-s"))}
+    changed = _git(
+        root, "diff-files", "-z", "--name-only", "--ignore-submodules=untracked", env=env
     )
+    dirty = [p for p in _split(changed.raw) if p in links]
     if dirty:
         notes.warn(
             f"{len(dirty)} submodules have uncommitted changes, left out (a push carries their"
@@ -329,7 +333,7 @@ def _stage_repo(root: Path, stage: Path) -> Path:
     _git(stage, "init", "-q", "--bare", "--template=", str(repo), env=_runner_env())
     objects = _git_path(root, "objects")
     # Read-only borrowing: new objects land in the stage, the user's store is only read.
-    (repo / "objects" / "info" / "alternates").write_text(f"{objects}\n", encoding="utf-8")
+    (repo / "objects" / "info" / "alternates").write_bytes(os.fsencode(objects) + b"\n")
     return repo
 
 
@@ -422,7 +426,13 @@ def _checkout(dest: Path, repo: Path, ref: str, origin: str, inputs: Checkout) -
 
 
 def _gitlinks(repo: Path) -> list[tuple[bytes, str]]:
-    listing = _git(repo, "ls-files", "-s", "-z", env=_runner_env(), settings=RUNNER).raw
+    return _index_gitlinks(
+        _git(repo, "ls-files", "-s", "-z", env=_runner_env(), settings=RUNNER).raw
+    )
+
+
+def _index_gitlinks(listing: bytes) -> list[tuple[bytes, str]]:
+    """(path, commit) of each submodule in `ls-files -s -z` output."""
     links = []
     for entry in _split(listing):
         meta, path = entry.split(b"\t", 1)
@@ -475,7 +485,8 @@ def _populate(source: Path, repo: Path, recursive: bool, notes: _Notes, where: b
             repo, "config", "--get", key, env=env, settings=RUNNER, check=False
         ).stdout.strip()
         # A file:// URL: git copies objects instead of hard-linking the user's (act chowns them).
-        _git(repo, "config", key, f"file://{local.resolve()}", env=env, settings=RUNNER)
+        url_path = urllib.parse.quote(os.fsencode(local.resolve()), safe="/")
+        _git(repo, "config", key, f"file://{url_path}", env=env, settings=RUNNER)
         _git(
             repo,
             "submodule",

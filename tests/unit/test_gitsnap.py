@@ -48,8 +48,9 @@ def _tree_digest(folder: Path) -> dict[bytes, bytes]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The edge-case repository, built once (it takes a few dozen git calls)."""
-    base = tmp_path_factory.mktemp("edge")
+    """The edge-case repository, built once (it takes a few dozen git calls), in a folder whose
+    name has a space, a %-escape look-alike and a byte that is not UTF-8."""
+    base = tmp_path_factory.mktemp("edge") / os.fsdecode(b"sp ace%20\xe9")
     edge.build(base / "repo", edge.library(base))
     return base
 
