@@ -258,8 +258,9 @@ def _tree(
     env = _user_env(stage)
     index = _git_path(root, "index")
     if index.is_file():
-        # The user's index as it stands: staged files, renames, intent-to-add, stat data.
-        shutil.copyfile(index, stage / "index")
+        # The user's index as it stands: staged files, renames, intent-to-add, stat data; with
+        # its mtime, by which git tells a racily clean entry (edited in the same second).
+        shutil.copy2(index, stage / "index")
     else:
         _git(root, "read-tree", "HEAD", env=env)
     unmerged = sorted({line.split(b"\t", 1)[-1] for line in _split(_ls(root, env, "-u"))})
@@ -334,6 +335,10 @@ def _stage_repo(root: Path, stage: Path) -> Path:
     objects = _git_path(root, "objects")
     # Read-only borrowing: new objects land in the stage, the user's store is only read.
     (repo / "objects" / "info" / "alternates").write_bytes(os.fsencode(objects) + b"\n")
+    shallow = _git_path(root, "shallow")
+    if shallow.is_file():
+        # A shallow clone's history ends where its own does.
+        shutil.copyfile(shallow, repo / "shallow")
     return repo
 
 
@@ -402,7 +407,7 @@ def _checkout(dest: Path, repo: Path, ref: str, origin: str, inputs: Checkout) -
     wanted = (
         f"+{ref}:refs/remotes/origin/{branch}" if ref.startswith("refs/heads/") else f"+{ref}:{ref}"
     )
-    fetch = ["fetch", "-q", "--prune", "--no-recurse-submodules"]
+    fetch = ["fetch", "-q", "--prune", "--no-recurse-submodules", "--update-shallow"]
     if inputs.fetch_depth > 0:
         fetch += [f"--depth={inputs.fetch_depth}"] + ([] if inputs.fetch_tags else ["--no-tags"])
         refspecs = [wanted]

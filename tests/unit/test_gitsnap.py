@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -496,3 +497,28 @@ def test_what_already_matched_still_does(small: Path, tmp_path: Path) -> None:
     assert (snap / "renamed.txt").read_text() == "a\n" and not (snap / "a.txt").exists()
     assert (snap / "empty" / ".gitkeep").exists() and (snap / "kept.log").exists()
     assert taken.messages == ()
+
+
+def test_a_racily_clean_edit_is_carried(small: Path, tmp_path: Path) -> None:
+    """An edit of the same size in the same instant the index was written looks clean by stat;
+    git rechecks such entries by the index file's mtime, which the snapshot must keep."""
+    git(small, "config", "core.trustctime", "false")
+    then = (int(time.time()) - 100) * 1_000_000_000
+    os.utime(small / "a.txt", ns=(then, then))
+    git(small, "add", "a.txt")  # the index records `then` and the real size: not racy
+    (small / "a.txt").write_text("b\n")
+    os.utime(small / "a.txt", ns=(then, then))
+    os.utime(small / ".git" / "index", ns=(then, then))
+    gitsnap.take(small, tmp_path / "snap")
+    assert (tmp_path / "snap" / "a.txt").read_text() == "b\n"
+
+
+def test_a_shallow_clone_snapshots_at_any_depth(small: Path, tmp_path: Path) -> None:
+    git(small, "commit", "-q", "--allow-empty", "-m", "two")
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{small}", "shallow")
+    (tmp_path / "shallow" / "a.txt").write_text("changed\n")
+    for depth in (1, 0):
+        snap = tmp_path / f"snap{depth}"
+        gitsnap.take(tmp_path / "shallow", snap, checkout=gitsnap.Checkout(fetch_depth=depth))
+        assert (snap / "a.txt").read_text() == "changed\n"
+        assert git(snap, "rev-list", "--count", "HEAD") == str(2 - depth)
