@@ -331,7 +331,7 @@ def _job_shell(
     if images.inspect_label(config.docker, config.runner_image, "") is None:
         _build_runner(config)
     workdir = config.reports_dir / ".act"
-    workspace, fresh = act.prepare_job_workspace(config, workdir)
+    workspace, fresh = act.prepare_job_workspace(config, workdir, path, job)
     if not fresh:
         print(f"workspace of the last failed act-ci run: {workspace}", file=sys.stderr)
     try:
@@ -362,6 +362,7 @@ def build_runner(c: Context) -> None:
         "dry-run": "let act plan the run without starting jobs",
         "include-untracked": "also carry untracked files (a push would not)",
         "strict": "a step skipped because its action is not available offline fails its job",
+        "ref": "the ref the push sends (refs/heads/B, refs/tags/T; default: the current branch)",
     }
 )
 def act_ci(
@@ -373,12 +374,13 @@ def act_ci(
     dry_run: bool = False,
     include_untracked: bool = False,
     strict: bool = False,
+    ref: str = "",
 ) -> None:
     """Run the real GitHub Actions workflow offline through act, in the same images."""
     from ciparity import act
 
     config = _config()
-    options = act.Options(workflow, job, event, include_untracked, dry_run, strict)
+    options = act.Options(workflow, job, event, include_untracked, dry_run, strict, ref)
     path = act.validate(config.root, options)
     if list:
         for name in act.workflow_jobs(path):

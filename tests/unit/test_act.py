@@ -71,8 +71,8 @@ def repo(tmp_path: Path) -> Path:
 
 def test_snapshot_carries_what_a_push_would(repo: Path, tmp_path: Path) -> None:
     dest = tmp_path / "snap"
-    untracked = act.snapshot(repo, dest)
-    assert untracked == ["untracked.txt"]
+    taken = act.snapshot(repo, dest)
+    assert taken.untracked == ("untracked.txt",)
     assert (dest / "tracked.txt").read_text() == "changed, not committed\n"
     assert (dest / "staged.txt").exists()
     assert not (dest / "gone.txt").exists()
@@ -241,3 +241,25 @@ def test_remove_job_volumes_only_this_workflows_jobs(repo: Path, fake_run: FakeR
         "act-ci-build-1a-env",
         "act-ci-lint-2b-env",
     ]
+
+
+def test_event_flags_tell_act_the_push(tmp_path: Path) -> None:
+    from ciparity import gitsnap
+
+    taken = gitsnap.Snapshot(tmp_path, "refs/tags/v1", "c" * 40, gitsnap.ZERO, "t" * 40, "a/b")
+    path = tmp_path / "event.json"
+    assert act.event_flags(taken, "push", path) == ["-e", str(path)]
+    payload = json.loads(path.read_text())
+    assert (payload["ref"], payload["after"], payload["deleted"]) == (
+        "refs/tags/v1",
+        "c" * 40,
+        False,
+    )
+    path.unlink()
+    assert act.event_flags(taken, "pull_request", path) == [] and not path.exists()
+
+
+def test_snapshot_excludes_the_reports_folder_inside_the_checkout(make_config: Any) -> None:
+    assert act.snapshot_excludes(make_config()) == ("reports",)
+    assert act.snapshot_excludes(make_config(reports="out/r")) == ("out/r",)
+    assert act.snapshot_excludes(make_config(reports="/elsewhere/r")) == ()

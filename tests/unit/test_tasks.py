@@ -779,3 +779,23 @@ def test_invoke_with_a_bad_flag_says_so_in_one_line() -> None:
     output = (done.stdout + done.stderr).strip()
     assert output == "No idea what '--bogus-flag' is!"
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_act_ci_passes_the_ref_to_the_run(
+    in_checkout: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ciparity import act
+
+    seen: list[act.Options] = []
+    monkeypatch.setattr(act, "validate", lambda root, options: root / "ci.yml")
+    for helper in ("_docker_ready", "_build_ci", "_build_runner"):
+        monkeypatch.setattr(tasks, helper, lambda config: None)
+
+    def run(config: Config, options: act.Options, workdir: Path) -> list[act.JobRow]:
+        seen.append(options)
+        return [act.JobRow("a", "success", 1.0)]
+
+    monkeypatch.setattr(act, "run", run)
+    tasks.act_ci(ctx(), job="a", ref="refs/tags/v1")
+    assert seen == [act.Options(job="a", ref="refs/tags/v1")]
+    assert "ref" in tasks.act_ci.help
