@@ -440,6 +440,8 @@ class Client:
                         self._undo(undo)
                     raise self._explain(method, path, status, message, attempt, limited) from None
                 problem = f"{status} {message}"
+                if limited is not None:
+                    problem = f"{limited[0]}: {problem}"
                 wait = limited[1] if limited else None
             except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError) as exc:
                 reason = getattr(exc, "reason", exc)

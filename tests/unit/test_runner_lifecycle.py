@@ -518,3 +518,190 @@ def test_under_arc_a_missing_run_sh_is_one_line(
     assert runner.main(environ=environ) == 4
     err = capsys.readouterr().err
     assert err.startswith("ciparity-runner: error: cannot start ") and err.count("\n") == 1
+
+
+# --- issue 14: what a review against the real agent found -----------------------------------
+
+
+def test_an_app_runner_idle_past_its_token_lifetime_still_deregisters(
+    tmp_path: Path, app_key: tuple[str, str]
+) -> None:
+    """Finding 1: GitHub expires installation tokens (an hour; 2 s here)."""
+    with fg.FakeGitHub(app_id=42, app_public_key=app_key[1], app_token_ttl=2) as fake:
+        settings = {"URL": url(fake), "APP_ID": "42", "APP_PRIVATE_KEY": app_key[0]}
+        entry = Entry(tmp_path, fake, {**settings, "EPHEMERAL": "false"})
+        entry.wait_for("Listening for Jobs")
+        issued = time.time()
+        assert until(lambda: time.time() > issued + 2.5)  # idle past the token's life
+        entry.proc.terminate()
+        assert entry.finish() == 0, entry.output()
+        assert fake.runners == [] and "deregistered" in entry.output()
+        assert [r[1] for r in entry.requests()].count("/app/installations/1/access_tokens") == 2
+
+
+def test_a_listener_that_cannot_work_is_a_failure_not_a_finished_job(
+    tmp_path: Path, fake: Any
+) -> None:
+    """Finding 2: run-helper.sh turns the listener's 1 (here: runner not found) into run.sh's 0;
+    the entrypoint reads the listener's own status and exits 4, so nobody replaces it."""
+    fake.add_fault("agent-session=404")
+    entry = Entry(tmp_path, fake, {"URL": url(fake), "PAT": CANARY})
+    assert entry.finish() == 4, entry.output()
+    last = entry.output().strip().splitlines()[-1]
+    assert last.startswith("ciparity-runner: error: the runner agent cannot work: its listener")
+    assert "code 1 (terminated error): An error occurred: Runner not found" in last
+    assert fake.runners == []  # still deregistered
+
+
+@pytest.mark.parametrize("trap", ["", "1"])
+def test_a_generated_jit_runner_whose_listener_fails_is_deleted(
+    tmp_path: Path, fake: Any, trap: str
+) -> None:
+    """Finding 2, JIT: a session conflict (5, also mapped to 0) with a runner we generated."""
+    fake.add_fault("agent-session=409")
+    settings = {"URL": url(fake), "PAT": CANARY, "JIT": "true"}
+    entry = Entry(tmp_path, fake, settings, RUNNER_MANUALLY_TRAP_SIG=trap)
+    assert entry.finish() == 4, entry.output()
+    assert "code 5 (session conflict" in entry.output()
+    assert entry.requests()[-1][:2] == ("DELETE", "/repos/octo/hello/actions/runners/1001")
+    assert fake.runners == []
+
+
+def test_a_given_jit_config_for_a_deleted_runner_is_a_failure(tmp_path: Path, fake: Any) -> None:
+    config = jit_config(fake, "gone-1")
+    (gone,) = fake.runners
+    req = urllib.request.Request(
+        f"{fake.base_url}/repos/octo/hello/actions/runners/{gone['id']}",
+        method="DELETE",
+        headers={
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": "tests",
+            "Authorization": f"Bearer {CANARY}",
+        },
+    )
+    urllib.request.urlopen(req, timeout=5).close()
+    entry = Entry(tmp_path, fake, {"JITCONFIG": config})
+    assert entry.finish() == 4, entry.output()
+    assert "Runner not found" in entry.output()
+
+
+def test_a_quiet_run_sh_is_judged_by_the_listeners_diag_log(tmp_path: Path, fake: Any) -> None:
+    agent = tmp_path / "agent"
+    shutil.copytree(STANDIN, agent)
+    (agent / "run.sh").write_text(
+        "#!/bin/bash\nmkdir -p _diag\n"
+        "echo '[2026-01-01 00:00:00Z ERR  Listener] An error occurred: Access denied' "
+        ">> _diag/Runner_20260101-000000-utc.log\n"
+        "echo '[2026-01-01 00:00:01Z INFO Listener] Runner execution has finished with return"
+        " code 1' >> _diag/Runner_20260101-000000-utc.log\n"
+    )
+    entry = Entry(tmp_path, fake, {"URL": url(fake), "PAT": CANARY})
+    assert entry.finish() == 4, entry.output()
+    assert "code 1 (terminated error): An error occurred: Access denied" in entry.output()
+
+
+@pytest.mark.parametrize("trap", ["", "1"])
+def test_a_stop_ends_the_listener_before_the_runner_is_removed(
+    tmp_path: Path, fake: Any, trap: str
+) -> None:
+    """Finding 3, without the manual trap: SIGTERM kills bash run.sh alone, the listener goes on
+    in its session; with it, the listener is in a process group of its own (`set -m`)."""
+    settings = {"URL": url(fake), "PAT": CANARY, "EPHEMERAL": "false"}
+    entry = Entry(tmp_path, fake, settings, RUNNER_MANUALLY_TRAP_SIG=trap)
+    entry.wait_for("Listening for Jobs")
+    (listener,) = entry.listener_pids()
+    entry.proc.terminate()
+    assert entry.finish() == 0, entry.output()
+    assert not entry.pid_alive(listener)
+    calls = [(r["path"], (r["body"] or {}).get("status")) for r in fake.requests[entry.seen :]]
+    offline = calls.index(("/_agent/status", "offline"))
+    assert offline < calls.index(("/_agent/remove", None)), calls
+    assert fake.runners == []
+
+
+def test_a_listener_that_ignores_the_stop_is_killed_in_its_own_group_before_removal(
+    tmp_path: Path, fake: Any
+) -> None:
+    """Finding 3: killing run.sh's process group missed the listener `set -m` put apart."""
+    settings = {"URL": url(fake), "PAT": CANARY, "STOP_TIMEOUT": "0.5"}
+    entry = Entry(
+        tmp_path, fake, settings, RUNNER_MANUALLY_TRAP_SIG="1", STANDIN_AGENT_IGNORE_STOP="1"
+    )
+    entry.wait_for("Listening for Jobs")
+    (listener,) = entry.listener_pids()
+    assert os.getpgid(listener) != os.getpgid(entry.proc.pid)
+    entry.proc.terminate()
+    assert entry.finish() == 0, entry.output()
+    assert "killing it and everything it started" in entry.output()
+    assert not entry.pid_alive(listener)
+    assert [r[1] for r in entry.requests()][-2:] == [RM, "/_agent/remove"]
+    assert entry.processes() == []
+
+
+def test_a_stop_during_the_jit_post_deletes_the_runner_github_made(
+    tmp_path: Path, fake: Any
+) -> None:
+    """Finding 4: the POST was done, its answer had not come when the stop did."""
+    fake.add_fault("generate-jitconfig=slowx1")
+    settings = {"URL": url(fake), "PAT": CANARY, "JIT": "true", "TIMEOUT": "20"}
+    entry = Entry(tmp_path, fake, settings)
+    assert until(lambda: fake.hanging == 1), entry.output()
+    assert len(fake.runners) == 1  # GitHub made it; we have not heard its id
+    entry.proc.terminate()
+    assert entry.finish() == 0, entry.output()
+    assert fake.runners == [] and "stopped by SIGTERM" in entry.output()
+    assert entry.calls() == []
+
+
+def test_a_lost_jit_answer_leaves_no_second_runner(tmp_path: Path, fake: Any) -> None:
+    fake.add_fault("generate-jitconfig=lostx1")
+    settings = {"URL": url(fake), "PAT": CANARY, "JIT": "true"}
+    entry = Entry(tmp_path, fake, settings, STANDIN_AGENT_JOB="0.2")
+    assert entry.finish() == 0, entry.output()
+    assert fake.runners == []
+    assert ("DELETE", "/repos/octo/hello/actions/runners/1001", "pat") in entry.requests()
+
+
+def test_the_worst_case_stop_is_what_the_entrypoint_announces_and_keeps(
+    tmp_path: Path, fake: Any
+) -> None:
+    """Finding 8: every part of a stop is bounded: a listener that ignores it, an API that never
+    answers the remove-token call. The announced budget holds."""
+    settings = {
+        "URL": url(fake),
+        "PAT": CANARY,
+        "STOP_TIMEOUT": "0.5",
+        "TIMEOUT": "0.5",
+        "ATTEMPTS": "2",
+        "RETRY_DELAY": "0.1",
+    }
+    entry = Entry(
+        tmp_path, fake, settings, RUNNER_MANUALLY_TRAP_SIG="1", STANDIN_AGENT_IGNORE_STOP="1"
+    )
+    entry.wait_for("Listening for Jobs")
+    budget = runner.worst_case_stop(
+        runner.read_settings({f"CIPARITY_RUNNER_{k}": v for k, v in settings.items()})
+    )
+    assert f"ends within {math.ceil(budget)} s" in entry.output()
+    fake.add_fault("remove-token=hang")
+    started = time.monotonic()
+    entry.proc.terminate()
+    assert entry.finish() == 3, entry.output()
+    assert time.monotonic() - started < budget
+    last = entry.output().strip().splitlines()[-1]
+    assert "is still registered: remove it in GitHub's runner settings" in last
+
+
+def test_a_rate_limit_that_outlasts_the_stop_fails_at_once(tmp_path: Path, fake: Any) -> None:
+    entry = Entry(tmp_path, fake, {"URL": url(fake), "PAT": CANARY})
+    entry.wait_for("Listening for Jobs")
+    reset = str(int(time.time()) + 3000)
+    headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}
+    fake.add_fault(fg.Fault("remove-token", 403, None, headers=headers, message="API rate limit"))
+    started = time.monotonic()
+    entry.proc.terminate()
+    assert entry.finish() == 3, entry.output()
+    assert time.monotonic() - started < 20
+    assert "GitHub's API rate limit (resets" in entry.output()
+    assert "would outlast the stop budget" in entry.output()
