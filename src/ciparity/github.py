@@ -37,7 +37,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # github.com's REST API lives on its own host; so does each GHE.com (data residency) tenant's.
 DOTCOM_HOSTS = ("github.com", "www.github.com")
 MAX_WAIT = 3600.0  # the longest one rate-limit wait may be (GitHub's primary window is an hour)
-SECONDARY_WAIT = 60.0  # GitHub: without a retry-after, wait at least a minute after a secondary limit
+SECONDARY_WAIT = (
+    60.0  # GitHub: without a retry-after, wait at least a minute after a secondary limit
+)
 # Renew an installation token when this share of its life (at most 5 minutes) is left.
 REFRESH_SHARE, REFRESH_MAX = 0.25, 300.0
 
@@ -330,7 +332,9 @@ class Client:
         ]
         deleted = [i for i in ids if self.delete_runner(i)]
         for runner_id in deleted:
-            self.log(f"deleted runner {name} (id {runner_id}), made by a call whose answer was lost")
+            self.log(
+                f"deleted runner {name} (id {runner_id}), made by a call whose answer was lost"
+            )
         return deleted
 
     def _token(self, which: str) -> str:

@@ -165,9 +165,7 @@ def test_token_posts_are_retried_as_before(fake: Any) -> None:
 
 
 @pytest.mark.parametrize("where", ["other-host", "http-downgrade"])
-def test_a_redirect_elsewhere_is_not_followed_with_the_credential(
-    fake: Any, where: str
-) -> None:
+def test_a_redirect_elsewhere_is_not_followed_with_the_credential(fake: Any, where: str) -> None:
     with fg.FakeGitHub(pats=[PAT]) as other:
         # 127.0.0.1 and localhost are different origins; a port change is another origin too.
         target = other.base_url if where == "other-host" else f"http://localhost:{other.port}"

@@ -68,7 +68,12 @@ def test_names_are_unique() -> None:
         # Issue 14, finding 6: these were read wrong.
         ("https://www.github.com/octo/hello", "repo", "octo/hello", "https://api.github.com"),
         ("https://GitHub.com/octo", "org", "octo", "https://api.github.com"),
-        ("https://octocorp.ghe.com/octo/hello", "repo", "octo/hello", "https://api.octocorp.ghe.com"),
+        (
+            "https://octocorp.ghe.com/octo/hello",
+            "repo",
+            "octo/hello",
+            "https://api.octocorp.ghe.com",
+        ),
         ("https://github.com/orgs/octo", "org", "octo", "https://api.github.com"),
         ("https://github.com/orgs/octo/", "org", "octo", "https://api.github.com"),
     ],
