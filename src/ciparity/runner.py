@@ -475,20 +475,35 @@ class Runner:
         )
 
     def run_script(
-        self, argv: Sequence[str], env: Mapping[str, str], timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        timeout: float | None = None,
+        stop_grace: float | None = None,
     ) -> int:
-        """Run config.sh to the end (or, with `timeout`, kill it and all it started then);
-        signals meanwhile are only noted, never cut it short."""
+        """Run config.sh to the end: a signal meanwhile is only noted, it does not cut it short.
+        It is killed, with all it started, after `timeout`, or `stop_grace` after a stop."""
         child = self._spawn(argv, env)
         assert child.stdout is not None  # nosec B101
         pump = threading.Thread(target=self._pump, args=(child.stdout,), daemon=True)
         pump.start()
-        try:
-            code = child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.log(f"{Path(argv[0]).name} still runs after {timeout:g} s: killing it")
-            self._kill_session(child.pid)
-            code = child.wait()
+        started, stopped_at = time.monotonic(), 0.0
+        while True:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = child.wait(timeout=0.1)
+                break
+            now = time.monotonic()
+            if self.signalled and not stopped_at:
+                stopped_at = now
+            late = timeout is not None and now > started + timeout
+            if stop_grace is not None and stopped_at and now > stopped_at + stop_grace:
+                late = True
+            if late:
+                what = " ".join(Path(a).name for a in argv[:2] if not a.startswith("-"))
+                self.log(f"{what} takes too long: killing it")
+                self._kill_session(child.pid)
+                code = child.wait()
+                break
         pump.join(timeout=5)
         return code
 
@@ -641,12 +656,15 @@ class Runner:
         try:
             kind = "ephemeral" if s.ephemeral else "persistent"
             self.log(f"registering {s.name} ({kind}) with {s.url}")
-            code = self.run_script(argv, self.child_env(token=token))
-            if code != 0:
-                raise AgentError(f"config.sh failed with exit code {code}: not registered")
-            self.registered = True
+            # A stop meanwhile gives it what it gives the agent: the stop timeout and the kill.
+            grace = s.stop_timeout + KILL_GRACE
+            code = self.run_script(argv, self.child_env(token=token), stop_grace=grace)
+            # Even a config.sh cut short may have registered the runner: then it is removed.
+            self.registered = code == 0 or self.configured()
             if self.signalled:
                 return self.stopped()
+            if code != 0:
+                raise AgentError(f"config.sh failed with exit code {code}: not registered")
             self.log(f"starting run.sh for {s.name}")
             code = self.supervise([str(self.script("run.sh"))], self.child_env())
             if self.signalled:

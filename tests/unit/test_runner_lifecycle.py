@@ -705,3 +705,19 @@ def test_a_rate_limit_that_outlasts_the_stop_fails_at_once(tmp_path: Path, fake:
     assert time.monotonic() - started < 20
     assert "GitHub's API rate limit (resets" in entry.output()
     assert "would outlast the stop budget" in entry.output()
+
+
+def test_a_stop_during_a_config_sh_that_hangs_is_bounded_too(tmp_path: Path, fake: Any) -> None:
+    """A stop while config.sh registers: it gets the agent's stop timeout, then is killed."""
+    agent = tmp_path / "agent"
+    shutil.copytree(STANDIN, agent)
+    (agent / "config.sh").write_text("#!/bin/bash\ntrap '' TERM INT\necho stuck\nsleep 60\n")
+    settings = {"URL": url(fake), "PAT": CANARY, "STOP_TIMEOUT": "0.5"}
+    entry = Entry(tmp_path, fake, settings)
+    entry.wait_for("stuck")
+    started = time.monotonic()
+    entry.proc.terminate()
+    assert entry.finish() == 0, entry.output()
+    assert time.monotonic() - started < 0.5 + runner.KILL_GRACE + 5
+    assert "config.sh takes too long: killing it" in entry.output()
+    assert entry.processes() == []
