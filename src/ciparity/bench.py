@@ -296,7 +296,10 @@ def run_runner(config: Config, output: Path) -> list[tuple[str, str]]:
         return f"{median:.2f} s (min {min(values):.2f}, max {max(values):.2f})"
 
     rows = [
-        (f"`docker run` to the agent's listener started, median of {RUNNER_ROUNDS}", spread(starts)),
+        (
+            f"`docker run` to the agent's listener started, median of {RUNNER_ROUNDS}",
+            spread(starts),
+        ),
         (
             f"SIGTERM (`docker stop`) to deregistered and exited, median of {RUNNER_ROUNDS}",
             spread(stops),
