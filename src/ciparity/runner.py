@@ -827,7 +827,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     }
     budget = math.ceil(worst_case_stop(settings))
     # Also the line tests wait for: from here on a stop signal is handled.
-    runner.log(f"ready; a stop (SIGTERM) ends within {budget} s: give docker stop -t {budget}")
+    runner.log(f"ready; a stop (SIGTERM) ends within {budget} s: give docker stop -t {budget + 1}")
     try:
         return runner.main()
     except CiparityError as exc:
