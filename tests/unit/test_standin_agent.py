@@ -701,9 +701,9 @@ def test_a_runner_that_is_not_ephemeral_keeps_listening_after_its_job(
     assert configure(run, fake)[0].returncode == 0
     proc = listener(STANDIN_AGENT_JOB="0.2")
     proc.wait_for("Job standin completed with result: Succeeded")
-    time.sleep(0.3)
+    # Busy during the job; idle again once the listener has gone back to listening.
+    assert until(lambda: [r["busy"] for r in fake.runners] == [False])
     assert proc.proc.poll() is None
-    assert [r["busy"] for r in fake.runners] == [False]
     code, _ = proc.finish(signal.SIGTERM)
     assert code == 128 + signal.SIGTERM
     assert len(fake.runners) == 1
