@@ -1,8 +1,8 @@
 """`invoke act-ci`: the real workflows, offline, through act, in the same images.
 
-act runs on a disposable snapshot of what a push would carry (tracked files with their uncommitted
-changes, staged new files; untracked files only on request), committed into a fresh one-commit
-repository at a path the daemon sees identically. act bind-mounts it into the jobs (`--bind`), so
+act runs on a disposable snapshot of what a push would carry, checked out as the workflow's
+actions/checkout step would on a runner (gitsnap), at a path the daemon sees identically, with
+act told the same ref and sha (`-e`). act bind-mounts it into the jobs (`--bind`), so
 a job's nested `docker run -v "$GITHUB_WORKSPACE":...` means the same folder, as on a hosted
 runner, and the user's checkout is never chowned or written. Every job container carries the
 `ciparity.managed=1` label, and the snapshot is removed after success, failure, Ctrl-C or SIGTERM.
@@ -10,10 +10,12 @@ runner, and the user's checkout is never chowned or written. Every job container
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
@@ -24,9 +26,10 @@ from typing import IO
 
 import yaml
 
-from ciparity import act_env, console, container, proc
+from ciparity import act_env, actions_mirror, console, container, gitsnap, proc
 from ciparity.config import Config
 from ciparity.errors import CiparityError, ConfigError
+from ciparity.ownership import Owner
 
 ACT_VERSION = "0.2.89"
 RUNNER_UID = 1001
@@ -57,6 +60,8 @@ class Options:
     event: str = "push"
     include_untracked: bool = False
     dry_run: bool = False
+    strict: bool = False
+    ref: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class JobRow:
     job: str
     result: str
     seconds: float
+    skipped: tuple[str, ...] = ()
 
 
 def find_act() -> str:
@@ -120,107 +126,46 @@ def validate(root: Path, options: Options) -> Path:
     return path
 
 
-_USES = re.compile(
-    r"^\s*(?:-\s+)?uses:\s*['\"]?([\w.-]+/[\w.-]+)((?:/[^@\s'\"]+)?)@([^\s'\"#]+)", re.M
-)
-STUB = """name: {name} (not available offline)
-description: Stands in for a remote action under invoke act-ci
-runs:
-  using: composite
-  steps:
-    - shell: bash
-      run: |
-        echo "::error::{name}@{ref} cannot be fetched offline: guard its step with if: !env.ACT"
-        exit 1
-"""
-
-
-def remote_actions(root: Path) -> list[tuple[str, str, str]]:
-    """(owner/repo, sub/path, ref) of every remote action the workflows and local actions use."""
-    found: dict[tuple[str, str, str], None] = {}
-    for path in sorted((root / ".github").rglob("*.y*ml")):
-        for repo, sub, ref in _USES.findall(path.read_text(encoding="utf-8", errors="replace")):
-            # act never fetches actions/checkout for the repository itself: it copies the tree.
-            if repo != "actions/checkout":
-                found[(repo, sub.strip("/"), ref)] = None
-    return list(found)
-
-
-def stub_actions(root: Path, dest: Path) -> list[str]:
-    """Local stand-ins for the remote actions, as act `--local-repository` flags.
-
-    act fetches every remote action of a job before its first step, even those a step's
-    `if: ${{ !env.ACT }}` skips; offline that fetch fails. Each stand-in fails loudly if a step
-    that is not so guarded ever runs it.
-    """
-    flags: list[str] = []
-    repos: dict[tuple[str, str], Path] = {}
-    for repo, sub, ref in remote_actions(root):
-        folder = repos.setdefault((repo, ref), dest / f"{repo.replace('/', '__')}@{ref}")
-        action = folder / sub if sub else folder
-        action.mkdir(parents=True, exist_ok=True)
-        name = f"{repo}/{sub}" if sub else repo
-        (action / "action.yml").write_text(STUB.format(name=name, ref=ref), encoding="utf-8")
-    for (repo, ref), folder in repos.items():
-        flags += ["--local-repository", f"{repo}@{ref}={folder}"]
-    return flags
-
-
-def _git(root: Path, *args: str) -> proc.Result:
-    return proc.run(["git", "-C", str(root), *args])
-
-
-def _ls(root: Path, *args: str) -> list[str]:
-    result = _git(root, "ls-files", "-z", *args)
-    if not result.ok:
-        raise CiparityError(f"{root} is not a git checkout: {proc.reason(result.stderr)}")
-    return [name for name in result.stdout.split("\0") if name]
-
-
-def snapshot(root: Path, dest: Path, include_untracked: bool = False) -> list[str]:
-    """Write what a push would carry into `dest` as a one-commit repository.
-
-    Returns the untracked files (left out unless `include_untracked`).
-    """
-    tracked = _ls(root, "--cached")
-    untracked = _ls(root, "--others", "--exclude-standard")
-    files = tracked + (untracked if include_untracked else [])
-    dest.mkdir(parents=True)
-    for name in files:
-        source = root / name
-        if not source.exists() and not source.is_symlink():
-            continue  # deleted in the working tree: a push would not carry it either
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():
-            target.symlink_to(os.readlink(source))
-        elif source.is_file():
-            shutil.copy2(source, target)
+def snapshot(
+    root: Path,
+    dest: Path,
+    include_untracked: bool = False,
+    *,
+    ref: str = "",
+    checkout: gitsnap.Checkout | None = None,
+    exclude: Sequence[str] = ("reports",),
+) -> gitsnap.Snapshot:
+    """Write what a push would carry into `dest`, checked out as a runner would (gitsnap), plus
+    the carried caches git ignores."""
+    snap = gitsnap.take(
+        root,
+        dest,
+        include_untracked=include_untracked,
+        ref=ref,
+        checkout=checkout,
+        exclude=exclude,
+    )
     for cache in CARRIED_CACHES:
         if (root / cache).is_dir():
             shutil.copytree(root / cache, dest / cache, dirs_exist_ok=True)
-    _commit(root, dest)
-    return untracked
+    return snap
 
 
-def _commit(root: Path, dest: Path) -> None:
-    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip() or "main"
-    origin = _git(root, "remote", "get-url", "origin")
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "ciparity",
-        "GIT_AUTHOR_EMAIL": "ciparity@localhost",
-        "GIT_COMMITTER_NAME": "ciparity",
-        "GIT_COMMITTER_EMAIL": "ciparity@localhost",
-    }
-    for argv in (
-        ["git", "init", "-q", "-b", "main" if branch == "HEAD" else branch],
-        ["git", "add", "-A", "-f", "."],
-        ["git", "commit", "-q", "--no-verify", "-m", "ciparity act-ci snapshot"],
-    ):
-        proc.run(argv, cwd=dest, env=env, check=True)
-    if origin.ok and origin.stdout.strip():
-        proc.run(["git", "remote", "add", "origin", origin.stdout.strip()], cwd=dest, check=True)
+def snapshot_excludes(config: Config) -> tuple[str, ...]:
+    """What is never part of a snapshot: the reports folder, when it lies inside the checkout."""
+    try:
+        return (config.reports_dir.resolve().relative_to(config.root.resolve()).as_posix(),)
+    except ValueError:
+        return ()
+
+
+def event_flags(snap: gitsnap.Snapshot, event: str, path: Path) -> list[str]:
+    """act's `-e` with the event a push of the snapshot's ref would send, if `event` has one."""
+    payload = gitsnap.event_payload(snap, event)
+    if payload is None:
+        return []
+    path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return ["-e", str(path)]
 
 
 def _time(value: str) -> datetime | None:
@@ -260,19 +205,26 @@ def act_argv(
     act: str,
     path: Path,
     options: Options,
-    label: str,
+    owner: Owner,
     socket_gid: int | None,
     extra: Sequence[str] = (),
     more_options: str = "",
 ) -> list[str]:
-    """The act command, run from the snapshot (so the checkout's .actrc applies)."""
-    container_options = f"--label {container.MANAGED}=1 --label ciparity.act={label}"
+    """The act command, run from the snapshot (so the checkout's .actrc applies).
+
+    Job containers carry the run's labels, and the jobs get the run's variables, so what a job's
+    own tasks start (`invoke test` through the socket) belongs to this run and goes with it.
+    """
+    labels = {container.MANAGED: "1", **owner.labels()}
+    container_options = " ".join(f"--label {shlex.quote(f'{k}={v}')}" for k, v in labels.items())
     if socket_gid is not None:
         container_options += f" --group-add {socket_gid}"
     if more_options:
         container_options += f" {more_options}"
     argv = [act, options.event, "-W", str(path), "--json", "--bind", "--rm"]
     argv += ["--container-options", container_options]
+    for name, value in owner.env().items():
+        argv += ["--env", f"{name}={value}"]
     if options.job:
         argv += ["-j", options.job]
     if options.dry_run:
@@ -292,6 +244,7 @@ def remove_snapshot(config: Config, path: Path) -> None:
             command=("rm", "-rf", f"/parent/{path.name}"),
             user="0:0",
             extra_args=("-v", f"{parent}:/parent"),
+            owner=config.run,
         )
         container.run(spec, config.docker)
 
@@ -303,26 +256,42 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
     label = secrets.token_hex(6)
     snap = workdir / f"act-{label}"
     stubs = workdir / f"act-{label}-actions"
+    event = workdir / f"act-{label}-event.json"
     host_dir = workdir / f"act-{label}-host"
     host: act_env.JobHost | None = None
     try:
-        untracked = snapshot(config.root, snap, options.include_untracked)
-        if untracked and not options.include_untracked:
-            shown = ", ".join(untracked[:10]) + (" ..." if len(untracked) > 10 else "")
-            print(
-                f"ciparity: warning: {len(untracked)} untracked files left out, as a push would"
-                f" leave them (--include-untracked adds them): {shown}",
-                file=sys.stderr,
-            )
-        # The checkout's own .actrc --local-repository choices win over act-ci's stand-ins.
-        flags = act_env.without_overridden(
-            stub_actions(config.root, stubs), act_env.actrc_local_repositories(snap)
+        inputs, notes = gitsnap.checkout_inputs(path, options.job, config.root)
+        taken = snapshot(
+            config.root,
+            snap,
+            options.include_untracked,
+            ref=options.ref,
+            checkout=inputs,
+            exclude=snapshot_excludes(config),
         )
-        host = act_env.prepare(config, snap, host_dir, remote_actions(config.root))
-        flags += host.flags
+        for line in (*notes, *taken.messages):
+            print(line, file=sys.stderr)
         workflow = snap / path.relative_to(config.root)
+        host = act_env.prepare(config, snap, host_dir, act_env.remote_uses(snap, workflow))
+        prepared = actions_mirror.prepare(
+            config, snap, stubs, options.strict, None, [workflow], substitutes=host.doubles
+        )
+        # The checkout's own .actrc --local-repository choices win over act-ci's.
+        mine = act_env.actrc_local_repositories(snap)
+        flags = [
+            *act_env.without_overridden(prepared.flags, mine),
+            *host.flags,
+            *host.artifact_flags(prepared.real),
+            *event_flags(taken, options.event, event),
+        ]
         argv = act_argv(
-            act, workflow, options, label, container.socket_gid(), flags, host.container_options
+            act,
+            workflow,
+            options,
+            config.run,
+            container.socket_gid(),
+            flags,
+            host.container_options,
         )
         env = {**os.environ, "ACT_DISABLE_VERSION_CHECK": "1"}
         console.step(f"act {options.event} on {path.name} (snapshot {snap})")
@@ -330,7 +299,11 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w", encoding="utf-8") as handle:
             result = proc.run(argv, cwd=snap, env=env, tee=_JobPrinter(handle))
-        rows = parse_log(result.stdout.splitlines())
+        skipped = actions_mirror.skipped_steps(result.stdout.splitlines())
+        rows = [
+            dataclasses.replace(r, skipped=tuple(skipped.get(r.job, ())))
+            for r in parse_log(result.stdout.splitlines())
+        ]
         _copy_reports(snap, config.reports_dir / "act")
         act_env.collect_artifacts(host, config.reports_dir / "act" / "artifacts")
         if not result.ok and not any(r.result == "failure" for r in rows):
@@ -349,11 +322,12 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
     finally:
         if host is not None:
             host.close()
-        container.remove_managed(config.docker, f"ciparity.act={label}")
+        container.remove_run(config.docker, config.run)
         remove_job_volumes(config.docker, path, options.job)
         remove_snapshot(config, snap)
         remove_snapshot(config, host_dir)
         shutil.rmtree(stubs, ignore_errors=True)
+        event.unlink(missing_ok=True)
 
 
 def _sanitize(name: str) -> str:
@@ -418,13 +392,17 @@ def job_shell_spec(
         pass_env=trust.pass_env,
         socket=container.docker_socket(),
         labels={"ciparity.shell": job},
+        owner=config.run,
         interactive=tty,
         extra_args=("-v", f"{workspace}:{workspace}", "-w", str(workspace), *trust.args),
     )
 
 
-def prepare_job_workspace(config: Config, workdir: Path) -> tuple[Path, bool]:
-    """The last failed run's workspace if kept, else a fresh snapshot owned by the runner's user.
+def prepare_job_workspace(
+    config: Config, workdir: Path, path: Path | None = None, job: str = ""
+) -> tuple[Path, bool]:
+    """The last failed run's workspace if kept, else a fresh snapshot owned by the runner's user
+    (as workflow `path`'s job `job` checks it out, when given).
 
     Returns (path, fresh): a fresh one is removed after the shell.
     """
@@ -433,7 +411,10 @@ def prepare_job_workspace(config: Config, workdir: Path) -> tuple[Path, bool]:
         snap, fresh = kept, False
     else:
         snap, fresh = workdir / f"shell-{secrets.token_hex(6)}", True
-        snapshot(config.root, snap)
+        inputs, notes = gitsnap.checkout_inputs(path, job, config.root) if path else (None, [])
+        taken = snapshot(config.root, snap, checkout=inputs, exclude=snapshot_excludes(config))
+        for line in (*notes, *taken.messages):
+            print(line, file=sys.stderr)
     # What act does before a job's first step: the workspace belongs to the job's user.
     chown(config, snap, f"{RUNNER_UID}:{RUNNER_UID}")
     return snap, fresh
@@ -446,6 +427,7 @@ def chown(config: Config, path: Path, owner: str) -> None:
         command=("chown", "-R", owner, str(path)),
         user="0:0",
         extra_args=("-v", f"{path}:{path}"),
+        owner=config.run,
     )
     result = container.run(spec, config.docker)
     if not result.ok:
@@ -496,4 +478,12 @@ class _JobPrinter:
 
 
 def rows_table(rows: Sequence[JobRow]) -> list[console.Row]:
-    return [console.Row(r.job, r.result, r.seconds) for r in rows]
+    """The job table's rows; a job that ran stand-ins says which steps it skipped."""
+    return [
+        console.Row(
+            r.job,
+            ", ".join(filter(None, (r.result, actions_mirror.skip_note(r.skipped)))),
+            r.seconds,
+        )
+        for r in rows
+    ]

@@ -19,10 +19,10 @@ import shlex
 import shutil
 import socket
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ciparity import images
+from ciparity import actions_mirror, images
 from ciparity.cache_relay import CacheRelay
 from ciparity.config import Config
 from ciparity.errors import ConfigError
@@ -86,13 +86,25 @@ DOUBLE_OUTPUTS = {
 
 @dataclass(frozen=True)
 class JobHost:
-    """act flags for one run, the docker options they need, the run's artifact folder, and the
-    cache relay serving while act runs (`close` stops it)."""
+    """act flags for one run, the docker options they need, the run's artifact folder, the
+    local doubles of the artifact actions (`OWNER/REPO@REF` -> folder, for the action mirror
+    to use where it lacks the real code), and the cache relay serving while act runs."""
 
     flags: tuple[str, ...]
     container_options: str
     artifacts: Path
+    doubles: dict[str, Path] = field(default_factory=dict)
     relay: CacheRelay | None = None
+
+    def artifact_flags(self, real: Collection[str]) -> list[str]:
+        """act's artifact server on loopback, if the real code of an artifact action runs
+        (`real`: the `uses:` the action mirror resolved); else nothing, the doubles serve."""
+        if not any(text.split("@", 1)[0] in ARTIFACT_ACTIONS for text in real):
+            return []
+        server = self.artifacts.parent / "artifact-server"
+        server.mkdir(exist_ok=True)
+        flags = ["--artifact-server-path", str(server), "--artifact-server-addr", LOOPBACK]
+        return flags + ["--artifact-server-port", str(_free_port())]
 
     def close(self) -> None:
         """Stop what this run started on the host (the cache relay)."""
@@ -267,19 +279,22 @@ def artifact_actions(actions: Iterable[tuple[str, str, str]]) -> list[tuple[str,
     return list(found)
 
 
+def remote_uses(snap: Path, workflow: Path) -> list[tuple[str, str, str]]:
+    """(owner/repo, sub/path, ref) of the remote actions the run's workflow uses."""
+    return [(u.repo, u.path, u.ref) for u in actions_mirror.find_uses(snap, [workflow])]
+
+
 def prepare(
     config: Config,
     snap: Path,
     run_dir: Path,
     actions: Sequence[tuple[str, str, str]],
-    available: Collection[str] = (),
     environ: Mapping[str, str] | None = None,
 ) -> JobHost:
     """The act flags giving this run's jobs the host's CA, proxy, cache and artifacts.
 
-    `actions` are the workflows' remote actions (act.remote_actions); `available` holds the
-    `owner/repo@ref` whose real code act will run (from the action mirror): those artifact
-    actions talk to act's artifact server, the others are replaced by the local double.
+    `actions` are the workflow's remote actions (`remote_uses`): each upload/download-artifact
+    ref gets a local double, which the action mirror uses where it lacks the real code.
     Raises ConfigError (before anything is created) for an unreadable CA bundle.
     """
     environ = os.environ if environ is None else environ
@@ -290,12 +305,8 @@ def prepare(
     artifacts.chmod(0o777)  # the job's user (uid 1001) writes here; the run's folder is private
     cache = cache_dir(config, environ)
     _prepare_cache(cache, config.root)
-    # Jobs reach act's cache server through the relay, which gives keys back as saved.
-    act_port = _free_port()
-    relay = CacheRelay(act_port, cache / "ciparity-key-spellings.json").start()
-    flags = ["--cache-server-addr", LOOPBACK, "--cache-server-port", str(act_port)]
-    flags += ["--cache-server-external-url", relay.url, "--cache-server-path", str(cache)]
     options = [f"-v {shlex.quote(f'{artifacts}:{artifacts}')}"]
+    flags: list[str] = []
     if bundle is not None:
         options.append(f"-v {shlex.quote(f'{bundle}:{CA_IN_JOB}:ro')}")
         for name in CA_VARS:
@@ -306,22 +317,20 @@ def prepare(
         env_file = run_dir / "job.env"
         _write_env_file(env_file, proxies, _env_file_sources(snap))
         flags += ["--env-file", str(env_file)]
-    real = False
     overridden = actrc_local_repositories(snap)
-    for repo, ref in artifact_actions(actions):
-        if f"{repo}@{ref}" in overridden:
-            continue
-        if f"{repo}@{ref}" in available:
-            real = True
-            continue
-        folder = write_double(repo, run_dir / "doubles" / f"{repo.replace('/', '__')}@{ref}")
-        flags += ["--local-repository", f"{repo}@{ref}={folder}"]
-    if real:
-        server = run_dir / "artifact-server"
-        server.mkdir()
-        flags += ["--artifact-server-path", str(server), "--artifact-server-addr", LOOPBACK]
-        flags += ["--artifact-server-port", str(_free_port())]
-    return JobHost(tuple(flags), " ".join(options), artifacts, relay)
+    doubles = {
+        f"{repo}@{ref}": write_double(
+            repo, run_dir / "doubles" / f"{repo.replace('/', '__')}@{ref}"
+        )
+        for repo, ref in artifact_actions(actions)
+        if f"{repo}@{ref}" not in overridden
+    }
+    # Jobs reach act's cache server through the relay, which gives keys back as saved.
+    act_port = _free_port()
+    relay = CacheRelay(act_port, cache / "ciparity-key-spellings.json").start()
+    flags += ["--cache-server-addr", LOOPBACK, "--cache-server-port", str(act_port)]
+    flags += ["--cache-server-external-url", relay.url, "--cache-server-path", str(cache)]
+    return JobHost(tuple(flags), " ".join(options), artifacts, doubles, relay)
 
 
 def collect_artifacts(host: JobHost, dest: Path) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ciparity.errors import ConfigError
+from ciparity.ownership import Owner
 
 WORKSPACE_MODES = ("auto", "bind", "copy")
 OFFLINE_MODES = ("auto", "on", "off")
@@ -46,10 +47,23 @@ class Config:
     workers: str = "auto"
     ca_bundle: str = ""
     runner_packages: tuple[str, ...] = ()
+    actions_mirror: str = ""
+    actions_url: str = "https://github.com"
     reports: str = "reports"
     debug: bool = False
     docker: str = "docker"
     settings_source: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # The run this configuration's objects belong to (a new one unless inherited; see ownership).
+    owner: Owner | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.owner is None:
+            object.__setattr__(self, "owner", Owner.for_checkout(self.root))
+
+    @property
+    def run(self) -> Owner:
+        """The run every container, volume and network of this task is labelled with."""
+        return self.owner or Owner.for_checkout(self.root)  # always set by __post_init__
 
     @property
     def reports_dir(self) -> Path:
@@ -113,6 +127,15 @@ def _str(value: Any) -> str:
     return str(value)
 
 
+def _url(value: Any) -> str:
+    text = _str(value).strip()
+    if not text.startswith(("https://", "http://", "file://", "ssh://", "git://")):
+        raise ValueError(
+            f"expected an https://, http://, file://, ssh:// or git:// URL, got {value!r}"
+        )
+    return text
+
+
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "package": _str,
     "src_dirs": _names,
@@ -131,6 +154,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "workers": _str,
     "ca_bundle": _str,
     "runner_packages": _packages,
+    "actions_mirror": _str,
+    "actions_url": _url,
     "reports": _str,
     "debug": parse_bool,
     "docker": _str,
@@ -202,6 +227,7 @@ def load(
         root=root_path,
         python_version=read_python_version(root_path),
         settings_source=sources,
+        owner=Owner.for_checkout(root_path, environ),
         **values,
     )
     if not config.package:

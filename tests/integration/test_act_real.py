@@ -1,6 +1,7 @@
 """`invoke act-ci` runs ordinary workflows with the REAL actions/setup-python@v5 and
-actions/cache@v4, offline: the tool cache, node, pip through the host's CA, the cache server on
-loopback (a second run restores), artifacts through the local double, a missing tool's hint."""
+actions/cache@v4 (synced into an action mirror from ../shared/actions), offline: the tool
+cache, node, pip through the host's CA, the cache server on loopback (a second run restores),
+artifacts through the local double, a missing tool's hint."""
 
 from __future__ import annotations
 
@@ -14,46 +15,40 @@ from docker_helpers import REPO, copy_fixture, invoke, managed, owners
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
-RUNNER_IMAGE = os.environ.get("CIPARITY_RUNNER_IMAGE", "ciparity-runner:latest")
-# The shallow bare mirrors of the real actions (../shared/actions, see its README).
-SHARED_ACTIONS = Path(os.environ.get("CIPARITY_TEST_ACTIONS", REPO.parent / "shared" / "actions"))
-REAL_ACTIONS = {"actions/setup-python": "v5", "actions/cache": "v4"}
+RUNNER_IMAGE = os.environ.get("CIPARITY_IT_RUNNER_IMAGE", "ciparity-runner:latest")
+# The shallow bare mirrors of the real actions beside the checkout (read-only: copied first).
+SHARED = Path(os.environ.get("CIPARITY_SHARED_ACTIONS", REPO.parent / "shared" / "actions"))
 
 
-def real_actions(dest: Path) -> dict[str, Path]:
-    """`OWNER/REPO@REF` -> a folder with that tag's tree (its bundled dist/), from a copy of the
-    shared mirrors (read-only, and lacking the refs/ folder git wants).
-
-    When act-ci resolves `uses:` against an action mirror itself, this becomes that mirror."""
-    if not SHARED_ACTIONS.is_dir():
-        pytest.fail(f"no copy of the real actions at {SHARED_ACTIONS} (set CIPARITY_TEST_ACTIONS)")
-    mirror = dest / "mirror"
-    shutil.copytree(SHARED_ACTIONS, mirror)
-    found = {}
-    for repo, ref in REAL_ACTIONS.items():
-        git_dir = mirror / f"{repo}.git"
-        git_dir.chmod(0o755)
-        (git_dir / "refs" / "heads").mkdir(parents=True, exist_ok=True)
-        (git_dir / "refs" / "tags").mkdir(exist_ok=True)
-        tree = dest / f"{repo.replace('/', '__')}@{ref}"
-        tree.mkdir()
-        archive = subprocess.run(
-            ["git", "--git-dir", str(git_dir), "archive", ref], capture_output=True, check=True
-        )
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-        found[f"{repo}@{ref}"] = tree
-    return found
+def _remote(dest: Path) -> Path:
+    """A copy of the shared mirrors as the remote `invoke actions-sync` fetches from (their refs
+    are all packed, and git wants a refs/ folder)."""
+    if not (SHARED / "actions" / "setup-python.git").is_dir():
+        pytest.fail(f"no action mirrors at {SHARED} (CIPARITY_SHARED_ACTIONS names them)")
+    remote = dest / "remote"
+    shutil.copytree(SHARED, remote)
+    for repo in remote.glob("*/*.git"):
+        for path in [repo, *repo.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+        (repo / "refs" / "tags").mkdir(parents=True, exist_ok=True)
+    return remote
 
 
-def _repo(fixture: str, dest: Path, actions: dict[str, Path] | None = None) -> Path:
+def _repo(fixture: str, dest: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the fixture as a git repository, and the settings that give it an action
+    mirror synced from the shared mirrors."""
     repo = copy_fixture(fixture, dest)
     lines = [f"-P ubuntu-latest={RUNNER_IMAGE}", "--pull=false", "--action-offline-mode"]
-    lines += [f"--local-repository {key}={path}" for key, path in (actions or {}).items()]
     (repo / ".actrc").write_text("\n".join(lines) + "\n", encoding="utf-8")
     env = ["-c", "user.name=t", "-c", "user.email=t@t"]
     for argv in (["init", "-q", "-b", "main"], ["add", "-A"], [*env, "commit", "-q", "-m", "x"]):
         subprocess.run(["git", "-C", str(repo), *argv], check=True, capture_output=True)
-    return repo
+    settings = {
+        "CIPARITY_RUNNER_IMAGE": RUNNER_IMAGE,
+        "CIPARITY_ACTIONS_MIRROR": str(dest / "mirror"),
+        "CIPARITY_OFFLINE": "on",
+    }
+    return repo, settings
 
 
 def _lines(output: str, job: str) -> list[str]:
@@ -61,9 +56,19 @@ def _lines(output: str, job: str) -> list[str]:
 
 
 def test_ordinary_workflow_with_real_setup_python_cache_and_artifacts(shared_dir: Path) -> None:
-    actions = real_actions(shared_dir / "actions")
-    repo = _repo("real_python", shared_dir, actions)
-    env = {"CIPARITY_RUNNER_IMAGE": RUNNER_IMAGE, "XDG_CACHE_HOME": str(shared_dir / "xdg")}
+    repo, env = _repo("real_python", shared_dir)
+    env["XDG_CACHE_HOME"] = str(shared_dir / "xdg")
+    remote = _remote(shared_dir)
+    synced = invoke(["actions-sync"], repo, env={**env, "CIPARITY_ACTIONS_URL": f"file://{remote}"})
+    # The artifact actions' code is not to be had here: the double stands in for them.
+    errors = [line for line in synced.stderr.splitlines() if line.startswith("ciparity: error:")]
+    assert [e.split(":")[2].strip() for e in errors] == [
+        "actions/upload-artifact",
+        "actions/download-artifact",
+    ], (
+        synced.stdout + synced.stderr
+    )
+    assert "actions/setup-python@v5: " in synced.stdout and "actions/cache@v4: " in synced.stdout
     # act's shared tool-cache volume, already there (and stale: Docker seeds only new volumes).
     subprocess.run(["docker", "volume", "create", "act-toolcache"], check=True, capture_output=True)
 
@@ -82,6 +87,10 @@ def test_ordinary_workflow_with_real_setup_python_cache_and_artifacts(shared_dir
     assert "1 passed" in "\n".join(test)
     assert "jq" in test
     assert any("actions/upload-artifact is a local double under invoke act-ci" in t for t in test)
+    assert (
+        "ciparity: actions/upload-artifact@v4 is not in the action mirror: a local double runs"
+        in first.stderr
+    )
     assert "  ✅  Success - Post actions/setup-python@v5" in "\n".join(test)
     assert "1" in _lines(first.stdout, "summary"), "the downloaded junit.xml has one testcase"
     junit = repo / "reports" / "act" / "artifacts" / "test-reports" / "junit.xml"
@@ -105,9 +114,9 @@ def test_ordinary_workflow_with_real_setup_python_cache_and_artifacts(shared_dir
 
 
 def test_a_missing_tool_names_itself_and_how_to_add_it(shared_dir: Path) -> None:
-    repo = _repo("real_missing_tool", shared_dir)
+    repo, env = _repo("real_missing_tool", shared_dir)
     proxy = "http://user:pw@proxy.invalid:3128"
-    env = {"CIPARITY_RUNNER_IMAGE": RUNNER_IMAGE, "HTTPS_PROXY": proxy, "NO_PROXY": "corp"}
+    env.update(HTTPS_PROXY=proxy, NO_PROXY="corp")
     done = invoke(["act-ci"], repo, env=env)
     assert done.returncode == 1, done.stdout[-4000:] + done.stderr
     tools = _lines(done.stdout, "tools")
@@ -127,8 +136,8 @@ def test_a_missing_tool_names_itself_and_how_to_add_it(shared_dir: Path) -> None
 
 
 def test_unreadable_ca_bundle_is_one_line_and_leaves_nothing(shared_dir: Path) -> None:
-    repo = _repo("real_missing_tool", shared_dir)
-    env = {"CIPARITY_RUNNER_IMAGE": RUNNER_IMAGE, "CIPARITY_CA_BUNDLE": str(shared_dir / "no.pem")}
+    repo, env = _repo("real_missing_tool", shared_dir)
+    env["CIPARITY_CA_BUNDLE"] = str(shared_dir / "no.pem")
     done = invoke(["act-ci"], repo, env=env)
     assert done.returncode == 2, done.stdout[-3000:] + done.stderr
     assert "Traceback" not in done.stderr

@@ -1,4 +1,5 @@
-"""act-ci without an engine: validation, the snapshot, remote-action stand-ins, argv, JSON log."""
+"""act-ci without an engine: validation, the snapshot, argv, the JSON log (the remote
+actions: test_actions_mirror.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from conftest import FakeRun
 
 from ciparity import act, act_env, images
 from ciparity.errors import CiparityError, ConfigError
+from ciparity.ownership import Owner
 
 WORKFLOW = """name: ci
 on: [push]
@@ -69,8 +71,8 @@ def repo(tmp_path: Path) -> Path:
 
 def test_snapshot_carries_what_a_push_would(repo: Path, tmp_path: Path) -> None:
     dest = tmp_path / "snap"
-    untracked = act.snapshot(repo, dest)
-    assert untracked == ["untracked.txt"]
+    taken = act.snapshot(repo, dest)
+    assert taken.untracked == ("untracked.txt",)
     assert (dest / "tracked.txt").read_text() == "changed, not committed\n"
     assert (dest / "staged.txt").exists()
     assert not (dest / "gone.txt").exists()
@@ -122,30 +124,14 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
         act.workflow_jobs(path)
 
 
-def test_stub_actions_stand_in_for_every_remote_action_but_checkout(
-    repo: Path, tmp_path: Path
-) -> None:
-    assert act.remote_actions(repo) == [
-        ("docker/build-push-action", "", "def456"),
-        ("owner/repo", "sub/dir", "v1"),
-    ]
-    flags = act.stub_actions(repo, tmp_path / "stubs")
-    build = tmp_path / "stubs" / "docker__build-push-action@def456"
-    sub = tmp_path / "stubs" / "owner__repo@v1"
-    assert flags == [
-        "--local-repository",
-        f"docker/build-push-action@def456={build}",
-        "--local-repository",
-        f"owner/repo@v1={sub}",
-    ]
-    stub = (sub / "sub" / "dir" / "action.yml").read_text()
-    assert "owner/repo/sub/dir@v1 cannot be fetched offline" in stub and "exit 1" in stub
-    assert "${{" not in stub, "act would evaluate an expression inside the message"
-
-
 def test_act_argv() -> None:
     options = act.Options(job="lint", event="pull_request", dry_run=True)
-    argv = act.act_argv("act", Path("/s/.github/workflows/ci.yml"), options, "L", 105, ["-x"])
+    owner = Owner("0123456789ab", "/my checkout", "box", 42)
+    argv = act.act_argv("act", Path("/s/.github/workflows/ci.yml"), options, owner, 105, ["-x"])
+    labels = (
+        "--label ciparity.managed=1 --label ciparity.run=0123456789ab"
+        " --label 'ciparity.checkout=/my checkout' --label ciparity.owner=box:42"
+    )
     assert argv == [
         "act",
         "pull_request",
@@ -155,7 +141,13 @@ def test_act_argv() -> None:
         "--bind",
         "--rm",
         "--container-options",
-        "--label ciparity.managed=1 --label ciparity.act=L --group-add 105",
+        f"{labels} --group-add 105",
+        "--env",
+        "CIPARITY_RUN_ID=0123456789ab",
+        "--env",
+        "CIPARITY_RUN_CHECKOUT=/my checkout",
+        "--env",
+        "CIPARITY_RUN_OWNER=box:42",
         "-j",
         "lint",
         "--dryrun",
@@ -273,3 +265,25 @@ def test_remove_job_volumes_only_this_workflows_jobs(repo: Path, fake_run: FakeR
         "act-ci-build-1a-env",
         "act-ci-lint-2b-env",
     ]
+
+
+def test_event_flags_tell_act_the_push(tmp_path: Path) -> None:
+    from ciparity import gitsnap
+
+    taken = gitsnap.Snapshot(tmp_path, "refs/tags/v1", "c" * 40, gitsnap.ZERO, "t" * 40, "a/b")
+    path = tmp_path / "event.json"
+    assert act.event_flags(taken, "push", path) == ["-e", str(path)]
+    payload = json.loads(path.read_text())
+    assert (payload["ref"], payload["after"], payload["deleted"]) == (
+        "refs/tags/v1",
+        "c" * 40,
+        False,
+    )
+    path.unlink()
+    assert act.event_flags(taken, "pull_request", path) == [] and not path.exists()
+
+
+def test_snapshot_excludes_the_reports_folder_inside_the_checkout(make_config: Any) -> None:
+    assert act.snapshot_excludes(make_config()) == ("reports",)
+    assert act.snapshot_excludes(make_config(reports="out/r")) == ("out/r",)
+    assert act.snapshot_excludes(make_config(reports="/elsewhere/r")) == ()

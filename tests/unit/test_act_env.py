@@ -14,6 +14,7 @@ import yaml
 
 from ciparity import act, act_env
 from ciparity.errors import ConfigError
+from ciparity.ownership import Owner
 
 ACTIONS = [
     ("actions/setup-python", "", "v5"),
@@ -194,40 +195,35 @@ def test_default_dot_env_is_merged_too(prepare: Any, make_config: Any, tmp_path:
     assert Path(env_file).read_text().splitlines()[0] == "A=1"
 
 
-def test_artifact_actions_get_the_local_double(
-    prepare: Any, make_config: Any, tmp_path: Path
-) -> None:
+def test_artifact_actions_get_the_local_double(prepare: Any) -> None:
     host = prepare({})
-    repos = [value for flag, value in _pairs(host.flags) if flag == "--local-repository"]
-    assert [r.split("=", 1)[0] for r in repos] == [
-        "actions/upload-artifact@v4",
+    assert "--local-repository" not in host.flags, "the action mirror hands act the doubles"
+    assert sorted(host.doubles) == [
         "actions/download-artifact@v4.1.8",
+        "actions/upload-artifact@v4",
     ]
-    for repo in repos:
-        folder = Path(repo.split("=", 1)[1])
+    for folder in host.doubles.values():
         action = yaml.safe_load((folder / "action.yml").read_text())
         assert action["runs"]["using"] == "composite"
         assert "local double" in action["name"]
         assert (folder / "artifact_double.py").is_file()
-    upload = yaml.safe_load(Path(repos[0].split("=", 1)[1], "action.yml").read_text())
+    upload = yaml.safe_load((host.doubles["actions/upload-artifact@v4"] / "action.yml").read_text())
     assert {"name", "path", "if-no-files-found", "retention-days"} <= set(upload["inputs"])
     assert upload["inputs"]["name"]["default"] == "artifact"
     step_env = upload["runs"]["steps"][0]["env"]
     assert step_env["INPUT_IF_NO_FILES_FOUND"] == "${{ inputs['if-no-files-found'] }}"
+    assert host.artifact_flags(["actions/setup-python@v5"]) == []
 
 
-def test_mirrored_artifact_actions_use_act_s_artifact_server_on_loopback(
-    prepare: Any, make_config: Any, tmp_path: Path
-) -> None:
-    host = prepare({}, available={"actions/upload-artifact@v4"})
-    pairs = dict(_pairs(host.flags))
+def test_real_artifact_actions_use_act_s_artifact_server_on_loopback(prepare: Any) -> None:
+    host = prepare({})
+    pairs = dict(_pairs(host.artifact_flags(["actions/upload-artifact@v4"])))
     assert pairs["--artifact-server-addr"] == "127.0.0.1"
     assert int(pairs["--artifact-server-port"]) > 0
     assert Path(pairs["--artifact-server-path"]).is_dir()
-    assert pairs["--local-repository"].startswith("actions/download-artifact@v4.1.8=")
 
 
-def test_the_checkout_s_actrc_choice_wins(prepare: Any, make_config: Any, tmp_path: Path) -> None:
+def test_the_checkout_s_actrc_choice_wins(prepare: Any, tmp_path: Path) -> None:
     snap = tmp_path / "snap"
     snap.mkdir()
     (snap / ".actrc").write_text(
@@ -240,10 +236,24 @@ def test_the_checkout_s_actrc_choice_wins(prepare: Any, make_config: Any, tmp_pa
         "actions/setup-python@v5",
     }
     host = prepare({})
-    repos = [v for f, v in _pairs(host.flags) if f == "--local-repository"]
-    assert [r.split("=")[0] for r in repos] == ["actions/download-artifact@v4.1.8"]
+    assert list(host.doubles) == ["actions/download-artifact@v4.1.8"]
     stubs = ["--local-repository", "actions/setup-python@v5=/stub", "--x", "actions/cache@v4=/c"]
     assert act_env.without_overridden(stubs, {"actions/setup-python@v5"}) == stubs[2:]
+
+
+def test_remote_uses_reads_the_run_s_workflow(tmp_path: Path) -> None:
+    workflow = tmp_path / ".github" / "workflows" / "ci.yml"
+    workflow.parent.mkdir(parents=True)
+    workflow.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - uses: actions/upload-artifact@v4\n      - uses: ./local\n"
+        "      - uses: actions/cache/restore@v4\n",
+        encoding="utf-8",
+    )
+    assert sorted(act_env.remote_uses(tmp_path, workflow)) == [
+        ("actions/cache", "restore", "v4"),
+        ("actions/upload-artifact", "", "v4"),
+    ]
 
 
 def test_collect_artifacts_copies_each_name_and_replaces_an_old_copy(
@@ -260,8 +270,9 @@ def test_collect_artifacts_copies_each_name_and_replaces_an_old_copy(
 
 
 def test_act_argv_appends_the_job_container_options(tmp_path: Path) -> None:
+    owner = Owner("0123456789ab", "/my checkout", "box", 42)
     argv = act.act_argv(
-        "act", tmp_path / "ci.yml", act.Options(), "abc", 998, more_options="-v /a:/a"
+        "act", tmp_path / "ci.yml", act.Options(), owner, 998, more_options="-v /a:/a"
     )
     options = argv[argv.index("--container-options") + 1]
     assert options.endswith("--group-add 998 -v /a:/a")
