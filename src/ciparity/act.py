@@ -10,29 +10,36 @@ runner, and the user's checkout is never chowned or written. Every job container
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import secrets
 import shutil
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import IO
 
 import yaml
 
-from ciparity import console, container, proc
+from ciparity import act_plan, console, container, proc
 from ciparity.config import Config
-from ciparity.errors import CiparityError, ConfigError
+from ciparity.errors import CiparityError, ConfigError, DockerError
 
 ACT_VERSION = "0.2.89"
 RUNNER_UID = 1001
 # The job container's own /tmp, which act sets as RUNNER_TEMP.
 JOB_TMP = "/tmp"  # nosec B108
-WORKFLOWS = Path(".github") / "workflows"
+WORKFLOWS = act_plan.WORKFLOWS
+# A failed matrix entry whose `continue-on-error` is true (act itself ignores the job-level key).
+CONTINUED = "failure (continue-on-error)"
+# How long the containers of a run may take to disappear after act ends.
+REMOVAL_DEADLINE = 60.0
 # The events a workflow can be triggered by that make sense offline.
 EVENTS = (
     "push",
@@ -52,11 +59,12 @@ CARRIED_CACHES = (Path("docker") / "wheelhouse",)
 class Options:
     """What `invoke act-ci` was asked to run."""
 
-    workflow: str = "ci.yml"
+    workflow: str = ""  # one workflow file; empty: every workflow the event triggers
     job: str = ""
     event: str = "push"
     include_untracked: bool = False
     dry_run: bool = False
+    strict: bool = False  # a job or step skipped because it cannot run here fails the run
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class JobRow:
     job: str
     result: str
     seconds: float
+    job_id: str = field(default="", compare=False)
+    matrix: Mapping[str, object] = field(default_factory=dict, compare=False)
 
 
 def find_act() -> str:
@@ -95,29 +105,20 @@ def workflow_path(root: Path, name: str) -> Path:
 
 def workflow_jobs(path: Path) -> list[str]:
     """The job ids of a workflow; malformed YAML is reported with its file and line."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: malformed YAML: {exc.problem or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
-    jobs = data.get("jobs") if isinstance(data, dict) else None
-    if not isinstance(jobs, dict) or not jobs:
-        raise ConfigError(f"{path}: no jobs: a workflow needs a 'jobs' mapping")
-    return [str(job) for job in jobs]
+    return [str(job) for job in act_plan.read_workflow(path)["jobs"]]
 
 
-def validate(root: Path, options: Options) -> Path:
-    """Reject a bad workflow, job or event before anything starts."""
-    path = workflow_path(root, options.workflow)
-    jobs = workflow_jobs(path)
-    if options.job and options.job not in jobs:
-        raise ConfigError(f"no job {options.job!r} in {path.name} (jobs: {', '.join(jobs)})")
+def validate(root: Path, options: Options) -> list[Path]:
+    """The workflows to run; a bad workflow, job or event is rejected before anything starts."""
     if options.event not in EVENTS:
         raise ConfigError(f"unknown event {options.event!r} (known: {', '.join(EVENTS)})")
-    return path
+    paths = act_plan.select_workflows(root, options.workflow, options.event)
+    if options.job:
+        jobs = {job: None for path in paths for job in workflow_jobs(path)}
+        if options.job not in jobs:
+            names = ", ".join(p.name for p in paths)
+            raise ConfigError(f"no job {options.job!r} in {names} (jobs: {', '.join(jobs)})")
+    return paths
 
 
 _USES = re.compile(
@@ -231,10 +232,11 @@ def _time(value: str) -> datetime | None:
 
 
 def parse_log(lines: Iterable[str]) -> list[JobRow]:
-    """Job, result and duration from act's `--json` log (one JSON object a line)."""
+    """Job (each matrix entry its own row), result and duration from act's `--json` log."""
     first: dict[str, datetime] = {}
     last: dict[str, datetime] = {}
     results: dict[str, str] = {}
+    ids: dict[str, tuple[str, Mapping[str, object]]] = {}
     for line in lines:
         try:
             entry = json.loads(line)
@@ -242,18 +244,63 @@ def parse_log(lines: Iterable[str]) -> list[JobRow]:
             continue
         if not isinstance(entry, dict) or not entry.get("jobID"):
             continue
-        job = str(entry["jobID"])
+        # act's `job` is unique per matrix entry ("workflow/name-2"); jobID is shared by them.
+        key = str(entry.get("job") or entry["jobID"]).strip()
+        matrix = entry.get("matrix") if isinstance(entry.get("matrix"), dict) else {}
+        ids.setdefault(key, (str(entry["jobID"]), matrix or {}))
         when = _time(str(entry.get("time", "")))
         if when is not None:
-            first.setdefault(job, when)
-            last[job] = when
+            first.setdefault(key, when)
+            last[key] = when
         if entry.get("jobResult"):
-            results[job] = str(entry["jobResult"])
+            results[key] = str(entry["jobResult"])
     rows = []
-    for job in first:
-        seconds = (last[job] - first[job]).total_seconds()
-        rows.append(JobRow(job, results.get(job, "unfinished"), seconds))
+    for key in first:
+        job_id, matrix = ids[key]
+        seconds = (last[key] - first[key]).total_seconds()
+        name = act_plan.Entry("", job_id, matrix).name
+        rows.append(JobRow(name, results.get(key, "unfinished"), seconds, job_id, matrix))
     return rows
+
+
+def _same_matrix(a: Mapping[str, object], b: Mapping[str, object]) -> bool:
+    # act logs matrix values as JSON; compare them as expressions see them.
+    return {k: act_plan.text(v) for k, v in a.items()} == {
+        k: act_plan.text(v) for k, v in b.items()
+    }
+
+
+def job_table(plan: act_plan.Plan, rows: Sequence[JobRow]) -> list[JobRow]:
+    """The rows act reported, named as GitHub names them and with each entry's continue-on-error
+    applied, then a `skipped: REASON` row for each entry that cannot run here."""
+    many = len(plan.workflows) > 1
+    entries = plan.entries
+    table = []
+    for row in rows:
+        match = next(
+            (e for e in entries if e.job == row.job_id and _same_matrix(e.matrix, row.matrix)),
+            None,
+        )
+        if match is None:
+            table.append(row)
+            continue
+        result = CONTINUED if row.result == "failure" and match.continue_on_error else row.result
+        name = f"{match.workflow}: {match.name}" if many else match.name
+        table.append(dataclasses.replace(row, job=name, result=result))
+    for entry in plan.skipped:
+        name = f"{entry.workflow}: {entry.name}" if many else entry.name
+        table.append(JobRow(name, f"skipped: {entry.skip}", 0.0, entry.job, entry.matrix))
+    return table
+
+
+def failures(rows: Sequence[JobRow], strict: bool = False) -> list[str]:
+    """The rows that fail the run: failed jobs, and with `strict` what could not run here."""
+    failed = []
+    for row in rows:
+        skipped = row.result.startswith("skipped")
+        if (skipped and strict) or (not skipped and row.result not in ("success", CONTINUED)):
+            failed.append(row.job)
+    return failed
 
 
 def act_argv(
@@ -263,18 +310,38 @@ def act_argv(
     label: str,
     socket_gid: int | None,
     extra: Sequence[str] = (),
+    workdir: Path | None = None,
+    config_args: Sequence[str] = (),
 ) -> list[str]:
-    """The act command, run from the snapshot (so the checkout's .actrc applies)."""
-    container_options = f"--label {container.MANAGED}=1 --label ciparity.act={label}"
+    """The act command. `config_args` (ciparity's options, then the repository's .actrc) come
+    first, so act-ci's own flags, last, win; their --container-options get our labels added."""
+    rest, their_options = act_plan.split_container_options(config_args)
+    ours = f"--label {container.MANAGED}=1 --label {run_label(label)}"
     if socket_gid is not None:
-        container_options += f" --group-add {socket_gid}"
-    argv = [act, options.event, "-W", str(path), "--json", "--bind", "--rm"]
-    argv += ["--container-options", container_options]
+        ours += f" --group-add {socket_gid}"
+    argv = [act, options.event, *rest]
+    if workdir is not None:
+        argv += ["-C", str(workdir)]
+    argv += ["-W", str(path), "--json", "--bind", "--rm"]
+    argv += ["--container-options", f"{their_options} {ours}".strip()]
+    # Containers the jobs start through ciparity carry the run's label too (container layer).
+    argv += ["--env", f"{container.RUN_LABEL_ENV}={run_label(label)}"]
     if options.job:
         argv += ["-j", options.job]
     if options.dry_run:
         argv.append("--dryrun")
     return argv + list(extra)
+
+
+def run_label(label: str) -> str:
+    """The label every container of one act-ci run carries, nested ones included."""
+    return f"ciparity.act={label}"
+
+
+def config_args(config: Config) -> list[str]:
+    """ciparity's act options, then the checkout's .actrc (which adds to or overrides them)."""
+    builtin = act_plan.builtin_args(config.runner_image, config.self_hosted_image)
+    return builtin + act_plan.read_actrc(config.root / ".actrc")
 
 
 def remove_snapshot(config: Config, path: Path) -> None:
@@ -293,13 +360,45 @@ def remove_snapshot(config: Config, path: Path) -> None:
         container.run(spec, config.docker)
 
 
+def _image_present(docker: str) -> Callable[[str], bool]:
+    known: dict[str, bool] = {}
+
+    def present(image: str) -> bool:
+        if image not in known:
+            known[image] = proc.run([docker, "image", "inspect", image]).ok
+        return known[image]
+
+    return present
+
+
+def make_plan(
+    config: Config, options: Options, paths: Sequence[Path], args: Sequence[str]
+) -> act_plan.Plan:
+    """Which entries of the workflows run here, with the platforms `args` map."""
+    return act_plan.plan(
+        paths,
+        act_plan.platforms(args),
+        has_image=_image_present(config.docker),
+        root=config.root,
+        only_job=options.job,
+    )
+
+
 def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
-    """Run the workflow through act on a snapshot under `workdir`; rows of the job table."""
-    path = validate(config.root, options)
+    """Run the workflows through act on a snapshot under `workdir`; rows of the job table."""
+    paths = validate(config.root, options)
+    args = config_args(config)
     act = find_act()
+    plan = make_plan(config, options, paths, args)
+    for entry in plan.skipped:
+        print(f"ciparity: skipped {entry.name}: {entry.skip}", file=sys.stderr, flush=True)
+    if not any(not e.skip for e in plan.entries):
+        return job_table(plan, [])
     label = secrets.token_hex(6)
     snap = workdir / f"act-{label}"
     stubs = workdir / f"act-{label}-actions"
+    planned = workdir / f"act-{label}-plan"
+    claim(workdir, snap.name)
     try:
         untracked = snapshot(config.root, snap, options.include_untracked)
         if untracked and not options.include_untracked:
@@ -310,14 +409,17 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
                 file=sys.stderr,
             )
         flags = stub_actions(config.root, stubs)
-        workflow = snap / path.relative_to(config.root)
-        argv = act_argv(act, workflow, options, label, container.socket_gid(), flags)
+        plan.write(planned)
+        argv = act_argv(act, planned, options, label, container.socket_gid(), flags, snap, args)
         env = {**os.environ, "ACT_DISABLE_VERSION_CHECK": "1"}
-        console.step(f"act {options.event} on {path.name} (snapshot {snap})")
+        names = ", ".join(p.name for p in paths)
+        console.step(f"act {options.event} on {names} (snapshot {snap})")
         log = config.reports_dir / "act" / "act.log.jsonl"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w", encoding="utf-8") as handle:
-            result = proc.run(argv, cwd=snap, env=env, tee=_JobPrinter(handle))
+            # From the plan folder, which has no .actrc: act would read one in its current folder
+            # before our arguments, and the repository's .actrc is already among them.
+            result = proc.run(argv, cwd=planned, env=env, tee=_JobPrinter(handle))
         rows = parse_log(result.stdout.splitlines())
         _copy_reports(snap, config.reports_dir / "act")
         if not result.ok and not any(r.result == "failure" for r in rows):
@@ -332,12 +434,85 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
                 "ciparity: the failed run's workspace is kept: `invoke shell --job JOB` opens it",
                 file=sys.stderr,
             )
-        return rows
+        return job_table(plan, rows)
     finally:
-        container.remove_managed(config.docker, f"ciparity.act={label}")
-        remove_job_volumes(config.docker, path, options.job)
-        remove_snapshot(config, snap)
-        shutil.rmtree(stubs, ignore_errors=True)
+        cleanup(config, label, paths, options.job, (snap, stubs, planned))
+        release(workdir, snap.name)
+
+
+def cleanup(
+    config: Config, label: str, paths: Sequence[Path], job: str, folders: Sequence[Path]
+) -> None:
+    """Remove what one run made: every container carrying its label (those its jobs started
+    through ciparity too), its jobs' volumes and its folders. Each step runs even if one before
+    it failed (act may be removing the same containers), and the first error is raised last."""
+    errors: list[CiparityError] = []
+    steps: list[Callable[[], None]] = [partial(remove_run_containers, config.docker, label)]
+    steps += [partial(remove_job_volumes, config.docker, path, job) for path in paths]
+    steps += [partial(remove_snapshot, config, folder) for folder in folders]
+    for step in steps:
+        try:
+            step()
+        except CiparityError as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def remove_run_containers(docker: str, label: str, deadline: float = REMOVAL_DEADLINE) -> None:
+    """Remove every container of run `label` until none is left (a job may still be creating
+    one while act shuts down), or fail after `deadline` seconds."""
+    ends = time.monotonic() + deadline
+    while True:
+        found = proc.run([docker, "ps", "-aq", "--filter", f"label={run_label(label)}"])
+        if not found.ok:
+            raise DockerError(f"docker: {proc.reason(found.stderr)}")
+        ids = found.stdout.split()
+        if not ids:
+            return
+        if time.monotonic() > ends:
+            raise DockerError(f"containers of this run are still there: {' '.join(ids)}")
+        # No check: act may be removing the same containers ("removal already in progress").
+        proc.run([docker, "rm", "-f", "-v", *ids])
+        time.sleep(0.2)
+
+
+def claim(workdir: Path, name: str) -> None:
+    """Mark `workdir/name` as this process's (a pid file beside it): `invoke clean` spares it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / f"{name}.pid").write_text(str(os.getpid()), encoding="utf-8")
+
+
+def release(workdir: Path, name: str) -> None:
+    (workdir / f"{name}.pid").unlink(missing_ok=True)
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text(encoding="utf-8").strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def remove_stale(config: Config, workdir: Path) -> list[str]:
+    """Remove the snapshots under `workdir` whose run is over (no live process claims them),
+    including the kept last failed one; returns their names."""
+    if not workdir.is_dir():
+        return []
+    live = {p.name[: -len(".pid")] for p in workdir.glob("*.pid") if _alive(p)}
+    removed = []
+    for path in sorted(workdir.iterdir()):
+        owner = re.sub(r"-(actions|plan)$", "", path.name.removesuffix(".pid"))
+        if owner in live:
+            continue
+        if path.is_dir():
+            remove_snapshot(config, path)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return removed
 
 
 def _sanitize(name: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import secrets
 import socket
 import tarfile
@@ -32,6 +33,10 @@ from ciparity import proc
 from ciparity.errors import DockerError
 
 MANAGED = "ciparity.managed"
+# Set (as key=value) by act-ci in its jobs: every container made here then carries the run's
+# label, so the run removes what its jobs started even when a signal kills them mid-step.
+RUN_LABEL_ENV = "CIPARITY_RUN_LABEL"
+_LABEL = re.compile(r"^[\w.-]+=[\w.-]+$")
 ENV_PREFIXES = ("GITHUB_", "RUNNER_")
 ENV_NAMES = ("CI",)
 # Never copied into a container: version control, virtualenvs, caches and our own outputs.
@@ -115,8 +120,16 @@ class Spec:
         )
 
 
+def run_label(environ: Mapping[str, str] | None = None) -> str:
+    """The label of the act-ci run this process is a job of (`CIPARITY_RUN_LABEL`), or ''."""
+    value = (os.environ if environ is None else environ).get(RUN_LABEL_ENV, "").strip()
+    return value if _LABEL.match(value) else ""
+
+
 def _flags(spec: Spec) -> list[str]:
     flags = (["--init"] if spec.init else []) + ["--label", f"{MANAGED}=1"]
+    if run_label():
+        flags += ["--label", run_label()]
     for key, value in sorted(spec.labels.items()):
         flags += ["--label", f"{key}={value}"]
     if spec.user:

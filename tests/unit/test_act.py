@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FakeRun
+from conftest import FakeRun, result
 
 from ciparity import act
-from ciparity.errors import CiparityError, ConfigError
+from ciparity.errors import CiparityError, ConfigError, DockerError
 
 WORKFLOW = """name: ci
 on: [push]
@@ -102,7 +102,7 @@ def test_snapshot_outside_git(tmp_path: Path) -> None:
 
 
 def test_validate(repo: Path) -> None:
-    assert act.validate(repo, act.Options()) == repo / ".github" / "workflows" / "ci.yml"
+    assert act.validate(repo, act.Options()) == [repo / ".github" / "workflows" / "ci.yml"]
     assert act.workflow_jobs(repo / ".github" / "workflows" / "ci.yml") == ["build", "lint"]
     with pytest.raises(ConfigError, match=r"no workflow 'nope.yml' \(known: ci.yml\)"):
         act.validate(repo, act.Options(workflow="nope.yml"))
@@ -156,10 +156,37 @@ def test_act_argv() -> None:
         "--rm",
         "--container-options",
         "--label ciparity.managed=1 --label ciparity.act=L --group-add 105",
+        "--env",
+        "CIPARITY_RUN_LABEL=ciparity.act=L",
         "-j",
         "lint",
         "--dryrun",
         "-x",
+    ]
+
+
+def test_act_argv_puts_configuration_first_and_keeps_their_container_options() -> None:
+    config_args = ["-P", "ubuntu-latest=img", "--container-options", "--cpus 2", "--pull=true"]
+    argv = act.act_argv(
+        "act", Path("/plan"), act.Options(), "L", None, (), Path("/snap"), config_args
+    )
+    assert argv == [
+        "act",
+        "push",
+        "-P",
+        "ubuntu-latest=img",
+        "--pull=true",
+        "-C",
+        "/snap",
+        "-W",
+        "/plan",
+        "--json",
+        "--bind",
+        "--rm",
+        "--container-options",
+        "--cpus 2 --label ciparity.managed=1 --label ciparity.act=L",
+        "--env",
+        "CIPARITY_RUN_LABEL=ciparity.act=L",
     ]
 
 
@@ -249,3 +276,56 @@ def test_remove_job_volumes_only_this_workflows_jobs(repo: Path, fake_run: FakeR
         "act-ci-build-1a-env",
         "act-ci-lint-2b-env",
     ]
+
+
+def test_remove_run_containers_polls_until_none_is_left(fake_run: FakeRun) -> None:
+    answers = iter(["a b\n", "c\n", ""])
+    fake_run.on("docker", "ps", respond=lambda call: result(call.argv, 0, next(answers)))
+    # act removing the same container at once: the error is expected, the poll decides.
+    fake_run.on(
+        "docker", "rm", returncode=1, stderr="removal of container a is already in progress"
+    )
+    act.remove_run_containers("docker", "L")
+    assert [a for a in fake_run.argvs if a[1] == "rm"] == [
+        ["docker", "rm", "-f", "-v", "a", "b"],
+        ["docker", "rm", "-f", "-v", "c"],
+    ]
+    assert fake_run.argvs[0][-1] == "label=ciparity.act=L"
+
+
+def test_remove_run_containers_gives_up_after_its_deadline(fake_run: FakeRun) -> None:
+    fake_run.on("docker", "ps", stdout="stuck\n")
+    with pytest.raises(DockerError, match="containers of this run are still there: stuck"):
+        act.remove_run_containers("docker", "L", deadline=0.0)
+
+
+def test_cleanup_runs_every_step_even_after_one_fails(
+    repo: Path, fake_run: FakeRun, make_config: Any, tmp_path: Path
+) -> None:
+    fake_run.on("docker", "ps", returncode=1, stderr="daemon hiccup")
+    folder = tmp_path / "act-L"
+    folder.mkdir()
+    path = repo / ".github" / "workflows" / "ci.yml"
+    with pytest.raises(DockerError, match="daemon hiccup"):
+        act.cleanup(make_config(), "L", [path], "", [folder])
+    assert not folder.exists(), "the snapshot is removed although the container step failed"
+    assert any(a[1:3] == ["volume", "ls"] for a in fake_run.argvs)
+
+
+def test_remove_stale_spares_a_live_runs_snapshot(
+    tmp_path: Path, make_config: Any, fake_run: FakeRun
+) -> None:
+    workdir = tmp_path / ".act"
+    for name in ("act-live", "act-live-plan", "act-dead", "act-dead-actions", "last-failed"):
+        (workdir / name).mkdir(parents=True)
+    act.claim(workdir, "act-live")
+    (workdir / "act-dead.pid").write_text("999999999")
+    removed = act.remove_stale(make_config(), workdir)
+    assert removed == ["act-dead", "act-dead-actions", "act-dead.pid", "last-failed"]
+    assert sorted(p.name for p in workdir.iterdir()) == [
+        "act-live",
+        "act-live-plan",
+        "act-live.pid",
+    ]
+    act.release(workdir, "act-live")
+    assert act.remove_stale(make_config(), tmp_path / "none") == []
