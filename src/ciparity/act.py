@@ -273,7 +273,6 @@ def _same_matrix(a: Mapping[str, object], b: Mapping[str, object]) -> bool:
 def job_table(plan: act_plan.Plan, rows: Sequence[JobRow]) -> list[JobRow]:
     """The rows act reported, named as GitHub names them and with each entry's continue-on-error
     applied, then a `skipped: REASON` row for each entry that cannot run here."""
-    many = len(plan.workflows) > 1
     entries = plan.entries
     table = []
     for row in rows:
@@ -285,11 +284,11 @@ def job_table(plan: act_plan.Plan, rows: Sequence[JobRow]) -> list[JobRow]:
             table.append(row)
             continue
         result = CONTINUED if row.result == "failure" and match.continue_on_error else row.result
-        name = f"{match.workflow}: {match.name}" if many else match.name
-        table.append(dataclasses.replace(row, job=name, result=result))
+        table.append(dataclasses.replace(row, job=plan.display(match), result=result))
     for entry in plan.skipped:
-        name = f"{entry.workflow}: {entry.name}" if many else entry.name
-        table.append(JobRow(name, f"skipped: {entry.skip}", 0.0, entry.job, entry.matrix))
+        table.append(
+            JobRow(plan.display(entry), f"skipped: {entry.skip}", 0.0, entry.job, entry.matrix)
+        )
     return table
 
 
@@ -391,7 +390,7 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
     act = find_act()
     plan = make_plan(config, options, paths, args)
     for entry in plan.skipped:
-        print(f"ciparity: skipped {entry.name}: {entry.skip}", file=sys.stderr, flush=True)
+        print(f"ciparity: skipped {plan.display(entry)}: {entry.skip}", file=sys.stderr, flush=True)
     if not any(not e.skip for e in plan.entries):
         return job_table(plan, [])
     label = secrets.token_hex(6)

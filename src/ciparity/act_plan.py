@@ -87,6 +87,10 @@ class Plan:
     def skipped(self) -> list[Entry]:
         return [e for e in self.entries if e.skip]
 
+    def display(self, entry: Entry) -> str:
+        """An entry's name in the job table: prefixed by its workflow when there are several."""
+        return f"{entry.workflow}: {entry.name}" if len(self.workflows) > 1 else entry.name
+
     def write(self, dest: Path) -> Path:
         """The workflows as act runs them, in a folder of their own (act's -W)."""
         dest.mkdir(parents=True, exist_ok=True)
