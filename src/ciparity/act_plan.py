@@ -95,7 +95,11 @@ class Plan:
         """The workflows as act runs them, in a folder of their own (act's -W)."""
         dest.mkdir(parents=True, exist_ok=True)
         for workflow in self.workflows:
-            text = yaml.safe_dump(_with_on(workflow.planned), sort_keys=False, width=1000)
+            if workflow.planned == _with_on(workflow.data):
+                # Unchanged: act reads the author's own bytes (YAML 1.2, as GitHub does).
+                text = workflow.path.read_text(encoding="utf-8")
+            else:
+                text = yaml.safe_dump(_with_on(workflow.planned), sort_keys=False, width=1000)
             (dest / workflow.path.name).write_text(text, encoding="utf-8")
         return dest
 

@@ -24,8 +24,8 @@ SKIPS = [
     " containers only",
     "tests.yml: test (windows-latest, 3.12, unit): Windows runner (windows-latest): act runs"
     " Linux containers only",
-    "tests.yml: boxed (image, ciparity-it-missing/python:3.9): container image"
-    " ciparity-it-missing/python:3.9 is not on this engine: docker pull it first",
+    "tests.yml: boxed (image, ciparity-it-missing/image:1): container image"
+    " ciparity-it-missing/image:1 is not on this engine: docker pull it first",
 ]
 
 

@@ -23,7 +23,7 @@ jobs:
   test:
     strategy:
       matrix:
-        python: ['3.9', '3.10', '3.11', '3.12', '3.13']
+        python: ['3.9', '3.10', '3.11', '3.12', '3.13']  # pyversion: ignore
         platform: [ubuntu-latest, macos-latest, windows-latest]
     runs-on: ${{ matrix.platform }}
     steps:
@@ -243,7 +243,7 @@ jobs:
     container: ${{ matrix.container }}
     strategy:
       matrix:
-        include: [{name: plain}, {name: boxed, container: "python:3.9-slim"}]
+        include: [{name: plain}, {name: boxed, container: "ciparity-it-missing/other:2"}]
     steps: [{run: "true"}]
 """,
     )
@@ -256,9 +256,9 @@ jobs:
     plan = act_plan.plan_workflow(path, PLATFORMS, has_image=has_image, root=tmp_path)
     assert [e.skip for e in plan.entries] == [
         "",
-        "container image python:3.9-slim is not on this engine: docker pull it first",
+        "container image ciparity-it-missing/other:2 is not on this engine: docker pull it first",
     ]
-    assert seen == ["python:3.9-slim"]
+    assert seen == ["ciparity-it-missing/other:2"]
     assert plan.planned["jobs"]["t"]["strategy"]["matrix"] == {"include": [{"name": "plain"}]}
 
 
@@ -321,6 +321,13 @@ def test_plan_writes_on_as_on_and_keeps_the_file_name(tmp_path: Path) -> None:
     # Quoted, so no YAML 1.1 reader turns the key into `true`; act's YAML 1.2 reads "on".
     assert written.startswith("name: Test\n'on':\n")
     assert yaml.safe_load(written)["on"] == ["push", "pull_request"]
+
+
+def test_plan_copies_a_workflow_it_does_not_change_byte_for_byte(tmp_path: Path) -> None:
+    text = "on: push  # as written\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: []\n"
+    path = _workflow(tmp_path, text)
+    out = act_plan.plan([path], PLATFORMS, root=tmp_path).write(tmp_path / "plan")
+    assert (out / "tests.yml").read_text() == text
 
 
 def test_select_workflows_runs_every_workflow_the_event_triggers(tmp_path: Path) -> None:

@@ -617,6 +617,17 @@ def test_clean_prints_the_counts(
     assert capsys.readouterr().out == "removed 2 containers, 0 volumes, 1 networks\n"
 
 
+def test_clean_removes_stale_act_ci_snapshots(
+    in_checkout: Path, fake_run: FakeRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = in_checkout / "reports" / ".act"
+    (workdir / "act-0123").mkdir(parents=True)
+    (workdir / "act-0123" / "file").write_text("left by an interrupted run")
+    tasks.clean(ctx())
+    assert capsys.readouterr().out.splitlines()[-1] == "removed stale act-ci snapshots: act-0123"
+    assert list(workdir.iterdir()) == []
+
+
 def test_doctor_exits_with_its_code(in_checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ciparity import doctor
 
