@@ -93,16 +93,6 @@ def find_act() -> str:
     return exe
 
 
-def workflow_path(root: Path, name: str) -> Path:
-    """The workflow file named by `name` (a file name in .github/workflows or a path)."""
-    candidates = [root / name, root / WORKFLOWS / name]
-    for path in candidates:
-        if path.is_file():
-            return path
-    known = sorted(p.name for p in (root / WORKFLOWS).glob("*.y*ml"))
-    raise ConfigError(f"no workflow {name!r} (known: {', '.join(known) or 'none'})")
-
-
 def workflow_jobs(path: Path) -> list[str]:
     """The job ids of a workflow; malformed YAML is reported with its file and line."""
     return [str(job) for job in act_plan.read_workflow(path)["jobs"]]

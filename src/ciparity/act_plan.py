@@ -400,7 +400,40 @@ def plan_workflow(
         job_entries = _one_image_per_job(job, job_entries, platforms)
         entries += job_entries
         planned["jobs"][job_id] = _planned_job(job, job_entries)
+    entries = _skip_dependents(data["jobs"], entries, planned["jobs"])
     return WorkflowPlan(path, data, tuple(entries), planned)
+
+
+_RUNS_ANYWAY = re.compile(r"\b(always|failure|cancelled)\s*\(")
+
+
+def _needs(job: Any) -> list[str]:
+    needs = job.get("needs", []) if isinstance(job, dict) else []
+    return [str(n) for n in ([needs] if isinstance(needs, str) else needs or [])]
+
+
+def _skip_dependents(
+    jobs: Mapping[Any, Any], entries: list[Entry], planned: dict[Any, Any]
+) -> list[Entry]:
+    """A job that needs a job skipped here is skipped too, as GitHub skips the dependents of a
+    skipped job (unless their `if` runs them anyway: always(), failure(), cancelled())."""
+    changed = True
+    while changed:
+        changed = False
+        skipped = {e.job for e in entries if all(x.skip for x in entries if x.job == e.job)}
+        for entry in list(entries):
+            job = jobs.get(entry.job)
+            if entry.skip or not isinstance(job, dict):
+                continue
+            if _RUNS_ANYWAY.search(str(job.get("if", ""))):
+                continue
+            missing = [n for n in _needs(job) if n in skipped]
+            if missing:
+                why = f"needs {', '.join(missing)}, which cannot run here"
+                entries = [dataclasses.replace(e, skip=why) if e == entry else e for e in entries]
+                planned[entry.job] = {**planned[entry.job], "if": "${{ false }}"}
+                changed = True
+    return entries
 
 
 def _one_image_per_job(

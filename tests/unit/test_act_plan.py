@@ -496,3 +496,27 @@ def test_parse_log_gives_each_matrix_entry_its_row() -> None:
         ("t (a)", "success", 4.0, "t"),
         ("t (b)", "failure", 1.0, "t"),
     ]
+
+
+def test_a_job_needing_a_skipped_job_is_skipped_unless_it_runs_anyway(tmp_path: Path) -> None:
+    path = _workflow(
+        tmp_path,
+        """on: push
+jobs:
+  mac: {runs-on: macos-latest}
+  after: {runs-on: ubuntu-latest, needs: mac}
+  later: {runs-on: ubuntu-latest, needs: [after]}
+  report: {runs-on: ubuntu-latest, needs: [mac], if: "${{ always() }}"}
+  linux: {runs-on: ubuntu-latest}
+""",
+    )
+    plan = act_plan.plan_workflow(path, PLATFORMS, root=tmp_path)
+    assert {e.name: e.skip for e in plan.entries} == {
+        "mac": "macOS runner (macos-latest): act runs Linux containers only",
+        "after": "needs mac, which cannot run here",
+        "later": "needs after, which cannot run here",
+        "report": "",
+        "linux": "",
+    }
+    assert plan.planned["jobs"]["later"]["if"] == "${{ false }}"
+    assert plan.planned["jobs"]["report"]["if"] == "${{ always() }}"
