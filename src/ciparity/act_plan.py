@@ -374,8 +374,6 @@ def plan_workflow(
     planned["jobs"] = dict(data["jobs"])
     entries: list[Entry] = []
     for job_id, job in data["jobs"].items():
-        if only_job and job_id != only_job:
-            continue
         job = job if isinstance(job, dict) else {}
         strategy = job.get("strategy")
         strategy = strategy if isinstance(strategy, dict) else {}
@@ -401,7 +399,23 @@ def plan_workflow(
         entries += job_entries
         planned["jobs"][job_id] = _planned_job(job, job_entries)
     entries = _skip_dependents(data["jobs"], entries, planned["jobs"])
+    if only_job:
+        # act's -j runs the job and, first, every job it needs.
+        wanted = _closure(data["jobs"], only_job)
+        entries = [e for e in entries if e.job in wanted]
     return WorkflowPlan(path, data, tuple(entries), planned)
+
+
+def _closure(jobs: Mapping[Any, Any], job: str) -> set[str]:
+    found: set[str] = set()
+    todo = [job]
+    while todo:
+        name = todo.pop()
+        if name in found or name not in jobs:
+            continue
+        found.add(name)
+        todo += _needs(jobs[name])
+    return found
 
 
 _RUNS_ANYWAY = re.compile(r"\b(always|failure|cancelled)\s*\(")

@@ -329,3 +329,23 @@ def test_remove_stale_spares_a_live_runs_snapshot(
     ]
     act.release(workdir, "act-live")
     assert act.remove_stale(make_config(), tmp_path / "none") == []
+
+
+def test_a_run_with_nothing_reproducible_starts_nothing(
+    tmp_path: Path,
+    make_config: Any,
+    fake_run: FakeRun,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = make_config()
+    workflows = config.root / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    (workflows / "mac.yml").write_text("on: push\njobs:\n  mac: {runs-on: macos-14}\n")
+    monkeypatch.setattr(act, "find_act", lambda: "act")
+    rows = act.run(config, act.Options(), tmp_path / "work")
+    reason = "macOS runner (macos-14): act runs Linux containers only"
+    assert [(r.job, r.result) for r in rows] == [("mac", f"skipped: {reason}")]
+    assert capsys.readouterr().err == f"ciparity: skipped mac: {reason}\n"
+    assert fake_run.calls == [] and not (tmp_path / "work").exists()
+    assert act.failures(rows) == [] and act.failures(rows, strict=True) == ["mac"]

@@ -520,3 +520,23 @@ jobs:
     }
     assert plan.planned["jobs"]["later"]["if"] == "${{ false }}"
     assert plan.planned["jobs"]["report"]["if"] == "${{ always() }}"
+
+
+def test_one_job_is_planned_with_the_jobs_it_needs_as_acts_j_runs_them(tmp_path: Path) -> None:
+    path = _workflow(
+        tmp_path,
+        """on: push
+jobs:
+  mac: {runs-on: macos-latest}
+  build: {runs-on: ubuntu-latest}
+  after: {runs-on: ubuntu-latest, needs: [mac, build]}
+  other: {runs-on: windows-latest}
+""",
+    )
+    plan = act_plan.plan_workflow(path, PLATFORMS, root=tmp_path, only_job="after")
+    assert [(e.name, bool(e.skip)) for e in plan.entries] == [
+        ("mac", True),
+        ("build", False),
+        ("after", True),
+    ]
+    assert act_plan.plan_workflow(path, PLATFORMS, root=tmp_path, only_job="nope").entries == ()
