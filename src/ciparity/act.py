@@ -15,7 +15,9 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,9 +29,10 @@ from typing import IO
 
 import yaml
 
-from ciparity import act_plan, console, container, proc
+from ciparity import act_plan, actions_mirror, console, container, proc
 from ciparity.config import Config
 from ciparity.errors import CiparityError, ConfigError, DockerError
+from ciparity.ownership import RUN, Owner
 
 ACT_VERSION = "0.2.89"
 RUNNER_UID = 1001
@@ -64,7 +67,9 @@ class Options:
     event: str = "push"
     include_untracked: bool = False
     dry_run: bool = False
-    strict: bool = False  # a job or step skipped because it cannot run here fails the run
+    # A job, matrix entry or step skipped because it cannot run here (a runner or Python this
+    # machine lacks, an action not available offline) fails the run.
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class JobRow:
     job: str
     result: str
     seconds: float
+    skipped: tuple[str, ...] = ()
     job_id: str = field(default="", compare=False)
     matrix: Mapping[str, object] = field(default_factory=dict, compare=False)
 
@@ -109,52 +115,6 @@ def validate(root: Path, options: Options) -> list[Path]:
             names = ", ".join(p.name for p in paths)
             raise ConfigError(f"no job {options.job!r} in {names} (jobs: {', '.join(jobs)})")
     return paths
-
-
-_USES = re.compile(
-    r"^\s*(?:-\s+)?uses:\s*['\"]?([\w.-]+/[\w.-]+)((?:/[^@\s'\"]+)?)@([^\s'\"#]+)", re.M
-)
-STUB = """name: {name} (not available offline)
-description: Stands in for a remote action under invoke act-ci
-runs:
-  using: composite
-  steps:
-    - shell: bash
-      run: |
-        echo "::error::{name}@{ref} cannot be fetched offline: guard its step with if: !env.ACT"
-        exit 1
-"""
-
-
-def remote_actions(root: Path) -> list[tuple[str, str, str]]:
-    """(owner/repo, sub/path, ref) of every remote action the workflows and local actions use."""
-    found: dict[tuple[str, str, str], None] = {}
-    for path in sorted((root / ".github").rglob("*.y*ml")):
-        for repo, sub, ref in _USES.findall(path.read_text(encoding="utf-8", errors="replace")):
-            # act never fetches actions/checkout for the repository itself: it copies the tree.
-            if repo != "actions/checkout":
-                found[(repo, sub.strip("/"), ref)] = None
-    return list(found)
-
-
-def stub_actions(root: Path, dest: Path) -> list[str]:
-    """Local stand-ins for the remote actions, as act `--local-repository` flags.
-
-    act fetches every remote action of a job before its first step, even those a step's
-    `if: ${{ !env.ACT }}` skips; offline that fetch fails. Each stand-in fails loudly if a step
-    that is not so guarded ever runs it.
-    """
-    flags: list[str] = []
-    repos: dict[tuple[str, str], Path] = {}
-    for repo, sub, ref in remote_actions(root):
-        folder = repos.setdefault((repo, ref), dest / f"{repo.replace('/', '__')}@{ref}")
-        action = folder / sub if sub else folder
-        action.mkdir(parents=True, exist_ok=True)
-        name = f"{repo}/{sub}" if sub else repo
-        (action / "action.yml").write_text(STUB.format(name=name, ref=ref), encoding="utf-8")
-    for (repo, ref), folder in repos.items():
-        flags += ["--local-repository", f"{repo}@{ref}={folder}"]
-    return flags
 
 
 def _git(root: Path, *args: str) -> proc.Result:
@@ -249,7 +209,9 @@ def parse_log(lines: Iterable[str]) -> list[JobRow]:
         job_id, matrix = ids[key]
         seconds = (last[key] - first[key]).total_seconds()
         name = act_plan.Entry("", job_id, matrix).name
-        rows.append(JobRow(name, results.get(key, "unfinished"), seconds, job_id, matrix))
+        rows.append(
+            JobRow(name, results.get(key, "unfinished"), seconds, job_id=job_id, matrix=matrix)
+        )
     return rows
 
 
@@ -277,7 +239,13 @@ def job_table(plan: act_plan.Plan, rows: Sequence[JobRow]) -> list[JobRow]:
         table.append(dataclasses.replace(row, job=plan.display(match), result=result))
     for entry in plan.skipped:
         table.append(
-            JobRow(plan.display(entry), f"skipped: {entry.skip}", 0.0, entry.job, entry.matrix)
+            JobRow(
+                plan.display(entry),
+                f"skipped: {entry.skip}",
+                0.0,
+                job_id=entry.job,
+                matrix=entry.matrix,
+            )
         )
     return table
 
@@ -296,16 +264,21 @@ def act_argv(
     act: str,
     path: Path,
     options: Options,
-    label: str,
+    owner: Owner,
     socket_gid: int | None,
     extra: Sequence[str] = (),
     workdir: Path | None = None,
     config_args: Sequence[str] = (),
 ) -> list[str]:
     """The act command. `config_args` (ciparity's options, then the repository's .actrc) come
-    first, so act-ci's own flags, last, win; their --container-options get our labels added."""
+    first, so act-ci's own flags, last, win; their --container-options get our labels added.
+
+    Job containers carry the run's labels, and the jobs get the run's variables, so what a job's
+    own tasks start (`invoke test` through the socket) belongs to this run and goes with it.
+    """
     rest, their_options = act_plan.split_container_options(config_args)
-    ours = f"--label {container.MANAGED}=1 --label {run_label(label)}"
+    labels = {container.MANAGED: "1", **owner.labels()}
+    ours = " ".join(f"--label {shlex.quote(f'{k}={v}')}" for k, v in labels.items())
     if socket_gid is not None:
         ours += f" --group-add {socket_gid}"
     argv = [act, options.event, *rest]
@@ -313,18 +286,13 @@ def act_argv(
         argv += ["-C", str(workdir)]
     argv += ["-W", str(path), "--json", "--bind", "--rm"]
     argv += ["--container-options", f"{their_options} {ours}".strip()]
-    # Containers the jobs start through ciparity carry the run's label too (container layer).
-    argv += ["--env", f"{container.RUN_LABEL_ENV}={run_label(label)}"]
+    for name, value in owner.env().items():
+        argv += ["--env", f"{name}={value}"]
     if options.job:
         argv += ["-j", options.job]
     if options.dry_run:
         argv.append("--dryrun")
     return argv + list(extra)
-
-
-def run_label(label: str) -> str:
-    """The label every container of one act-ci run carries, nested ones included."""
-    return f"ciparity.act={label}"
 
 
 def config_args(config: Config) -> list[str]:
@@ -345,6 +313,7 @@ def remove_snapshot(config: Config, path: Path) -> None:
             command=("rm", "-rf", f"/parent/{path.name}"),
             user="0:0",
             extra_args=("-v", f"{parent}:/parent"),
+            owner=config.run,
         )
         container.run(spec, config.docker)
 
@@ -397,9 +366,12 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
                 f" leave them (--include-untracked adds them): {shown}",
                 file=sys.stderr,
             )
-        flags = stub_actions(config.root, stubs)
+        workflows = [snap / p.relative_to(config.root) for p in paths]
+        flags = actions_mirror.prepare(config, snap, stubs, options.strict, None, workflows).flags
         plan.write(planned)
-        argv = act_argv(act, planned, options, label, container.socket_gid(), flags, snap, args)
+        argv = act_argv(
+            act, planned, options, config.run, container.socket_gid(), flags, snap, args
+        )
         env = {**os.environ, "ACT_DISABLE_VERSION_CHECK": "1"}
         names = ", ".join(p.name for p in paths)
         console.step(f"act {options.event} on {names} (snapshot {snap})")
@@ -409,7 +381,11 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
             # From the plan folder, which has no .actrc: act would read one in its current folder
             # before our arguments, and the repository's .actrc is already among them.
             result = proc.run(argv, cwd=planned, env=env, tee=_JobPrinter(handle))
-        rows = parse_log(result.stdout.splitlines())
+        skipped = actions_mirror.skipped_steps(result.stdout.splitlines())
+        rows = [
+            dataclasses.replace(r, skipped=tuple(skipped.get(r.job_id, ())))
+            for r in parse_log(result.stdout.splitlines())
+        ]
         _copy_reports(snap, config.reports_dir / "act")
         if not result.ok and not any(r.result == "failure" for r in rows):
             raise CiparityError(f"act failed: {_act_error(result.stdout)}")
@@ -425,18 +401,16 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
             )
         return job_table(plan, rows)
     finally:
-        cleanup(config, label, paths, options.job, (snap, stubs, planned))
+        cleanup(config, paths, options.job, (snap, stubs, planned))
         release(workdir, snap.name)
 
 
-def cleanup(
-    config: Config, label: str, paths: Sequence[Path], job: str, folders: Sequence[Path]
-) -> None:
+def cleanup(config: Config, paths: Sequence[Path], job: str, folders: Sequence[Path]) -> None:
     """Remove what one run made: every container carrying its label (those its jobs started
     through ciparity too), its jobs' volumes and its folders. Each step runs even if one before
     it failed (act may be removing the same containers), and the first error is raised last."""
     errors: list[CiparityError] = []
-    steps: list[Callable[[], None]] = [partial(remove_run_containers, config.docker, label)]
+    steps: list[Callable[[], None]] = [partial(remove_run_containers, config.docker, config.run)]
     steps += [partial(remove_job_volumes, config.docker, path, job) for path in paths]
     steps += [partial(remove_snapshot, config, folder) for folder in folders]
     for step in steps:
@@ -448,16 +422,23 @@ def cleanup(
         raise errors[0]
 
 
-def remove_run_containers(docker: str, label: str, deadline: float = REMOVAL_DEADLINE) -> None:
-    """Remove every container of run `label` until none is left (a job may still be creating
-    one while act shuts down), or fail after `deadline` seconds."""
+def remove_run_containers(docker: str, owner: Owner, deadline: float = REMOVAL_DEADLINE) -> None:
+    """Remove every container of `owner`'s run until none is left (a job may still be creating
+    one while act shuts down), then its volumes and networks; fail after `deadline` seconds.
+
+    Only in the process that owns the run: a nested act-ci that joined an outer run leaves the
+    sweep to it (it would remove its own job).
+    """
+    if owner.pid != os.getpid() or owner.host != socket.gethostname():
+        return
     ends = time.monotonic() + deadline
     while True:
-        found = proc.run([docker, "ps", "-aq", "--filter", f"label={run_label(label)}"])
+        found = proc.run([docker, "ps", "-aq", "--filter", f"label={RUN}={owner.run}"])
         if not found.ok:
             raise DockerError(f"docker: {proc.reason(found.stderr)}")
         ids = found.stdout.split()
         if not ids:
+            container.remove_run(docker, owner)  # the run's volumes and networks
             return
         if time.monotonic() > ends:
             raise DockerError(f"containers of this run are still there: {' '.join(ids)}")
@@ -563,6 +544,7 @@ def job_shell_spec(
         env=env,
         socket=container.docker_socket(),
         labels={"ciparity.shell": job},
+        owner=config.run,
         interactive=tty,
         extra_args=("-v", f"{workspace}:{workspace}", "-w", str(workspace)),
     )
@@ -591,6 +573,7 @@ def chown(config: Config, path: Path, owner: str) -> None:
         command=("chown", "-R", owner, str(path)),
         user="0:0",
         extra_args=("-v", f"{path}:{path}"),
+        owner=config.run,
     )
     result = container.run(spec, config.docker)
     if not result.ok:
@@ -641,4 +624,12 @@ class _JobPrinter:
 
 
 def rows_table(rows: Sequence[JobRow]) -> list[console.Row]:
-    return [console.Row(r.job, r.result, r.seconds) for r in rows]
+    """The job table's rows; a job that ran stand-ins says which steps it skipped."""
+    return [
+        console.Row(
+            r.job,
+            ", ".join(filter(None, (r.result, actions_mirror.skip_note(r.skipped)))),
+            r.seconds,
+        )
+        for r in rows
+    ]

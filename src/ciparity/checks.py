@@ -208,6 +208,7 @@ def spec(
         pass_env=pass_env(config),
         socket=container.docker_socket() if name == "test" else None,
         labels={"ciparity.check": name, "ciparity.workspace": str(config.root)},
+        owner=config.run,
         interactive=interactive,
         extra_args=TMPFS if mode == "bind" else (),
     )
@@ -246,9 +247,9 @@ def run_check(
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m ciparity.checks [--markers M] [--pytest-arg A ...] NAME`, inside the container."""
     args = list(sys.argv[1:] if argv is None else argv)
-    # Compose services cannot take per-run flags; `ci --parallel` hands markers over by variable.
+    # Compose services cannot take per-run flags; `ci --parallel` hands them over by variable.
     markers = os.environ.get("CIPARITY_MARKERS", "")
-    pytest_args: list[str] = []
+    pytest_args = shlex.split(os.environ.get("CIPARITY_PYTEST_ARGS", ""))
     while len(args) > 1:
         flag, value = args.pop(0), args.pop(0)
         if flag == "--markers":

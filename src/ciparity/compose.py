@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import sys
 import tempfile
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -37,9 +39,12 @@ def compose_env(config: Config, project: str, options: checks.Options) -> dict[s
         "CIPARITY_UID": str(os.getuid()),
         "CIPARITY_GID": str(os.getgid()),
         "CIPARITY_WORKSPACE": str(config.root),
+        "CIPARITY_REPORTS_DIR": str(config.reports_dir),
         "CIPARITY_DOCKER_SOCKET": socket,
         "CIPARITY_DOCKER_GID": str(gid if gid is not None else 0),
         "CIPARITY_MARKERS": options.markers,
+        "CIPARITY_PYTEST_ARGS": shlex.join(options.pytest_args),
+        **config.run.env(),
     }
 
 
@@ -70,20 +75,30 @@ def run_checks(
             "ci --parallel needs a daemon that sees this checkout (bind mode);"
             " run `invoke ci` without --parallel here"
         )
+    config.reports_dir.mkdir(parents=True, exist_ok=True)  # or the daemon makes it, as root
     project = f"ciparity-{secrets.token_hex(4)}"
     env = compose_env(config, project, options)
     stream = out or sys.stdout
     with tempfile.TemporaryDirectory(prefix="ciparity-compose-") as tmp:
-        override = Path(tmp) / "allowlist.json"
-        override.write_text(json.dumps(allowlist_override(config, env)), encoding="utf-8")
+        override = Path(tmp) / "environment.json"
+        override.write_text(
+            json.dumps(environment_override(config, env, os.environ)), encoding="utf-8"
+        )
         files = ["-f", str(compose_file(config)), "-f", str(override)]
         return _up(config, [config.docker, "compose", *files, "-p", project], env, stream)
 
 
-def allowlist_override(config: Config, environ: dict[str, str]) -> dict[str, object]:
-    """A compose override passing the allowlisted host variables, by name, to every check."""
-    names = container.allowed_env(environ, config.env_allow)
-    return {"services": {name: {"environment": names} for name in checks.CHECKS}}
+def environment_override(
+    config: Config, environ: Mapping[str, str], host: Mapping[str, str]
+) -> dict[str, object]:
+    """A compose override giving every check the environment a serial check gets: the fixed
+    variables (bind mode), the markers, and the host variables a serial check gets, by name
+    (`environ` is compose's environment, `host` the invoking process's)."""
+    handed = ("CIPARITY_MARKERS", "CIPARITY_PYTEST_ARGS")
+    fixed = {**checks.check_env(config, "bind"), **{k: environ.get(k, "") for k in handed}}
+    names = [name for name in checks.pass_env(config, host) if name not in fixed]
+    listed = [f"{key}={value}" for key, value in sorted(fixed.items())] + names
+    return {"services": {name: {"environment": listed} for name in checks.CHECKS}}
 
 
 def _up(config: Config, base: list[str], env: dict[str, str], stream: IO[str]) -> list[Row]:
@@ -98,11 +113,7 @@ def _up(config: Config, base: list[str], env: dict[str, str], stream: IO[str]) -
             raise DockerError(
                 f"docker compose up did not start {', '.join(missing)}: {proc.reason(up.stdout)}"
             )
-        rows = [_row(config, name, *states[name]) for name in checks.CHECKS]
-        copied = proc.run([config.docker, "cp", f"{states['lint'][0]}:/reports", "-"])
-        if copied.ok:
-            container.extract_owned(copied.raw, config.reports_dir)
-        return rows
+        return [_row(config, name, *states[name]) for name in checks.CHECKS]
     finally:
         proc.run([*base, "down", "-v", "--remove-orphans"], env=env, cwd=config.root)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ciparity.errors import ConfigError
+from ciparity.ownership import Owner
 
 WORKSPACE_MODES = ("auto", "bind", "copy")
 OFFLINE_MODES = ("auto", "on", "off")
@@ -47,10 +48,23 @@ class Config:
     test_timeout: int = 300
     workers: str = "auto"
     ca_bundle: str = ""
+    actions_mirror: str = ""
+    actions_url: str = "https://github.com"
     reports: str = "reports"
     debug: bool = False
     docker: str = "docker"
     settings_source: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # The run this configuration's objects belong to (a new one unless inherited; see ownership).
+    owner: Owner | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.owner is None:
+            object.__setattr__(self, "owner", Owner.for_checkout(self.root))
+
+    @property
+    def run(self) -> Owner:
+        """The run every container, volume and network of this task is labelled with."""
+        return self.owner or Owner.for_checkout(self.root)  # always set by __post_init__
 
     @property
     def reports_dir(self) -> Path:
@@ -102,6 +116,15 @@ def _str(value: Any) -> str:
     return str(value)
 
 
+def _url(value: Any) -> str:
+    text = _str(value).strip()
+    if not text.startswith(("https://", "http://", "file://", "ssh://", "git://")):
+        raise ValueError(
+            f"expected an https://, http://, file://, ssh:// or git:// URL, got {value!r}"
+        )
+    return text
+
+
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "package": _str,
     "src_dirs": _names,
@@ -119,6 +142,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "test_timeout": _int,
     "workers": _str,
     "ca_bundle": _str,
+    "actions_mirror": _str,
+    "actions_url": _url,
     "reports": _str,
     "debug": parse_bool,
     "docker": _str,
@@ -197,6 +222,7 @@ def load(
         root=root_path,
         python_version=read_python_version(root_path, require_python),
         settings_source=sources,
+        owner=Owner.for_checkout(root_path, environ),
         **values,
     )
     if not config.package:

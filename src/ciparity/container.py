@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
-import re
 import secrets
 import socket
 import tarfile
@@ -29,14 +29,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from ciparity import proc
+from ciparity import ownership, proc
 from ciparity.errors import DockerError
+from ciparity.ownership import Owner
 
 MANAGED = "ciparity.managed"
-# Set (as key=value) by act-ci in its jobs: every container made here then carries the run's
-# label, so the run removes what its jobs started even when a signal kills them mid-step.
-RUN_LABEL_ENV = "CIPARITY_RUN_LABEL"
-_LABEL = re.compile(r"^[\w.-]+=[\w.-]+$")
 ENV_PREFIXES = ("GITHUB_", "RUNNER_")
 ENV_NAMES = ("CI",)
 # Never copied into a container: version control, virtualenvs, caches and our own outputs.
@@ -111,6 +108,7 @@ class Spec:
     name: str = ""
     extra_args: tuple[str, ...] = ()
     init: bool = True  # docker's init as PID 1; off for images that bring their own
+    owner: Owner | None = None  # the run it belongs to: its labels go on the container
 
     def with_name(self) -> Spec:
         return (
@@ -120,17 +118,10 @@ class Spec:
         )
 
 
-def run_label(environ: Mapping[str, str] | None = None) -> str:
-    """The label of the act-ci run this process is a job of (`CIPARITY_RUN_LABEL`), or ''."""
-    value = (os.environ if environ is None else environ).get(RUN_LABEL_ENV, "").strip()
-    return value if _LABEL.match(value) else ""
-
-
 def _flags(spec: Spec) -> list[str]:
     flags = (["--init"] if spec.init else []) + ["--label", f"{MANAGED}=1"]
-    if run_label():
-        flags += ["--label", run_label()]
-    for key, value in sorted(spec.labels.items()):
+    labels = {**(spec.owner.labels() if spec.owner else {}), **spec.labels}
+    for key, value in sorted(labels.items()):
         flags += ["--label", f"{key}={value}"]
     if spec.user:
         flags += ["--user", spec.user]
@@ -364,3 +355,64 @@ def remove_managed(docker: str = "docker", label: str = f"{MANAGED}=1") -> tuple
             proc.run([docker, *removal, *ids], check=True)
         counts.append(len(ids))
     return counts[0], counts[1], counts[2]
+
+
+def remove_run(docker: str, owner: Owner) -> tuple[int, int, int]:
+    """Remove everything labelled with `owner`'s run — only in the process that owns the run: a
+    nested task that joined an outer run leaves the sweep to it (it would remove its own job)."""
+    if owner.pid != os.getpid() or owner.host != socket.gethostname():
+        return 0, 0, 0
+    return remove_managed(docker, f"{ownership.RUN}={owner.run}")
+
+
+@dataclass(frozen=True)
+class Found:
+    """One labelled object on the engine: a container, volume or network."""
+
+    kind: str  # "container", "volume" or "network"
+    ident: str
+    labels: Mapping[str, str]
+    running: bool = False
+
+    @property
+    def run(self) -> str:
+        return self.labels.get(ownership.RUN, "")
+
+
+def _inspect(docker: str, kind: str, ids: list[str]) -> list[Found]:
+    fields = {
+        "container": "{{.Id}} {{.State.Running}} {{json .Config.Labels}}",
+        "volume": "{{.Name}} false {{json .Labels}}",
+        "network": "{{.Id}} false {{json .Labels}}",
+    }
+    verb = [] if kind == "container" else [kind]
+    result = proc.run([docker, *verb, "inspect", "--format", fields[kind], *ids])
+    found = []
+    for line in result.stdout.splitlines():
+        ident, running, labels = (line.split(" ", 2) + ["", ""])[:3]
+        try:
+            parsed = json.loads(labels) or {}
+        except ValueError:
+            parsed = {}
+        found.append(Found(kind, ident, parsed, running == "true"))
+    return found
+
+
+def list_managed(docker: str, checkout: str | None = None) -> list[Found]:
+    """Every object labelled ciparity.managed=1 (of one checkout, if given)."""
+    filters = ["--filter", f"label={MANAGED}=1"]
+    if checkout is not None:
+        filters += ["--filter", f"label={ownership.CHECKOUT}={checkout}"]
+    found: list[Found] = []
+    for kind, listing in (
+        ("container", ["ps", "-aq", "--no-trunc"]),
+        ("volume", ["volume", "ls", "-q"]),
+        ("network", ["network", "ls", "-q"]),
+    ):
+        listed = proc.run([docker, *listing, *filters])
+        if not listed.ok:
+            raise DockerError(f"docker: {proc.reason(listed.stderr)}")
+        ids = listed.stdout.split()
+        if ids:
+            found += _inspect(docker, kind, ids)
+    return found

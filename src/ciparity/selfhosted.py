@@ -24,6 +24,7 @@ from ciparity import container, images, proc, runner
 from ciparity.config import Config
 from ciparity.errors import CiparityError, ConfigError, DockerError, Interrupted
 from ciparity.github import LOOPBACK
+from ciparity.ownership import Owner
 
 DROP_DIR = ".ciparity"  # under /home/runner, created by `docker cp`
 POOL = "ciparity.runners"
@@ -44,6 +45,7 @@ class Plan:
     pass_env: tuple[str, ...] = ()  # config `env_allow`: more variables the runners see
     stop_timeout: int = 60
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    owner: Owner | None = None  # the `invoke runners` run the replicas belong to
 
 
 def plan(config: Config, environ: Mapping[str, str], replicas: int, network: str = "") -> Plan:
@@ -86,6 +88,7 @@ def plan(config: Config, environ: Mapping[str, str], replicas: int, network: str
         network=network,
         pass_env=tuple(name for name in config.env_allow if name in environ),
         stop_timeout=int(settings.stop_timeout) + 40,
+        owner=config.run,
     )
 
 
@@ -116,6 +119,7 @@ def spec(p: Plan, index: int) -> container.Spec:
         env=p.env,
         pass_env=p.pass_env,
         labels={POOL: p.pool},
+        owner=p.owner,
         name=f"{p.pool}-{index}",
         init=False,  # the image's tini is PID 1
         extra_args=tuple(args) + p.extra_args,

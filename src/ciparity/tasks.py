@@ -5,6 +5,7 @@ Another repository exposes all of them with `from ciparity.tasks import ns` in i
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shlex
@@ -196,7 +197,9 @@ def build(c: Context, python: str | None = None) -> None:
     _build_ci(config, python)
 
 
-def _one_check(name: str, **flags: Any) -> None:
+def _one_check(name: str, repeat: int = 1, **flags: Any) -> None:
+    if repeat < 1:
+        raise ConfigError(f"--repeat {repeat}: expected at least 1")
     options = checks.Options(
         pytest_args=tuple(shlex.split(flags.pop("pytest_args", "") or "")),
         markers=flags.pop("markers", "") or "",
@@ -204,11 +207,18 @@ def _one_check(name: str, **flags: Any) -> None:
     config = _config(**flags)
     _docker_ready(config)
     _ensure_image(config)
-    row = checks.run_check(name, config, _mode(config), options)
+    rows = []
+    for count in range(1, repeat + 1):
+        row = checks.run_check(name, config, _mode(config), options)
+        rows.append(
+            dataclasses.replace(row, name=f"{name} {count}/{repeat}") if repeat > 1 else row
+        )
     extra = console.reports_summary(config.reports_dir) if name == "test" else ""
-    console.summary(name, [row], extra=extra)
-    if row.result != "passed":
-        raise Exit(f"ciparity: {name} failed", int(row.detail or 1) or 1)
+    console.summary(name, rows, extra=extra)
+    failed = [row for row in rows if row.result != "passed"]
+    if failed:
+        how_often = f" in {len(failed)} of {repeat} runs" if repeat > 1 else ""
+        raise Exit(f"ciparity: {name} failed{how_often}", int(failed[0].detail or 1) or 1)
 
 
 @ci_task
@@ -233,20 +243,22 @@ def security(c: Context) -> None:
     help={
         "markers": "pytest -m expression, e.g. 'not docker'",
         "pytest-args": "extra pytest arguments, as one quoted string",
+        "repeat": "run the suite N times in a row (a hunt for flaky tests); a table of each run",
     }
 )
-def test(c: Context, markers: str = "", pytest_args: str = "") -> None:
+def test(c: Context, markers: str = "", pytest_args: str = "", repeat: int = 1) -> None:
     """pytest with xdist, coverage (enforced) and per-test timeouts; reports under reports/."""
-    _one_check("test", markers=markers, pytest_args=pytest_args)
+    _one_check("test", repeat, markers=markers, pytest_args=pytest_args)
 
 
 @ci_task(
     help={
         "parallel": "run the checks at once, as compose services (docker/docker-compose.ci.yml)",
         "markers": "pytest -m expression for the test check",
+        "pytest-args": "more pytest arguments for the test check, as one string",
     }
 )
-def ci(c: Context, parallel: bool = False, markers: str = "") -> None:
+def ci(c: Context, parallel: bool = False, markers: str = "", pytest_args: str = "") -> None:
     """Build the image, run every check in it, and print a table; non-zero if any failed."""
     config = _config()
     _docker_ready(config)
@@ -254,7 +266,7 @@ def ci(c: Context, parallel: bool = False, markers: str = "") -> None:
     started = time.monotonic()
     report = _build_ci(config)
     rows.append(console.Row("build", "passed", report.seconds if report else 0.0))
-    options = checks.Options(markers=markers)
+    options = checks.Options(pytest_args=tuple(shlex.split(pytest_args)), markers=markers)
     mode = _mode(config)
     if parallel:
         from ciparity import compose
@@ -282,7 +294,8 @@ def shell(c: Context, cmd: str = "", job: str = "", workflow: str = "") -> None:
     with --job, in the runner image as that act job sees it (after a failed act-ci: its state)."""
     config = _config()
     _docker_ready(config)
-    command = shlex.split(cmd) if cmd else ["bash"]
+    # A command line, as typed at a prompt: `--cmd "id; pwd"` is two commands, run by bash.
+    command = ["bash", "-c", cmd] if cmd else ["bash"]
     interactive = not cmd and sys.stdin.isatty()
     if job:
         _job_shell(config, job, workflow, command, interactive)
@@ -351,7 +364,8 @@ def build_runner(c: Context) -> None:
         "list": "list the jobs and exit",
         "dry-run": "let act plan the run without starting jobs",
         "include-untracked": "also carry untracked files (a push would not)",
-        "strict": "fail if a job, matrix entry or step is skipped because it cannot run here",
+        "strict": "fail if a job, matrix entry or step is skipped because it cannot run here"
+        " (a runner or Python this machine lacks, an action not available offline)",
     }
 )
 def act_ci(
@@ -396,14 +410,37 @@ def act_ci(
 
 
 @ci_task
-def clean(c: Context) -> None:
-    """Remove every container, volume and network labelled ciparity.managed=1, and the act-ci
-    snapshots under reports/.act that no running act-ci owns."""
-    from ciparity import act
+def actions_sync(c: Context) -> None:
+    """Fetch the real code of every remote action the workflows use into the action mirror."""
+    from ciparity import actions_mirror
+
+    config = _config(require_python=False)
+    mirror = actions_mirror.mirror_dir(config)
+    console.step(f"syncing actions from {actions_mirror.actions_url(config)} into {mirror}")
+    result = actions_mirror.sync(config)
+    actions_mirror.print_sync(result, mirror)
+    if result.errors:
+        raise Exit(code=1)
+
+
+@ci_task(
+    help={
+        "all": "every ciparity object on the engine, of any checkout; runner pools are stopped"
+        " gracefully (each runner deregisters)",
+    }
+)
+def clean(c: Context, all: bool = False) -> None:
+    """Remove what finished or killed runs of this checkout left behind (never a live run),
+    act-ci snapshots under reports/.act included."""
+    from ciparity import act, cleanup
 
     config = _config(require_python=False)
     _docker_ready(config)
-    removed = container.remove_managed(config.docker)
+    found = container.list_managed(config.docker, None if all else str(config.root))
+    todo = cleanup.plan(found, everything=all)
+    for line in todo.kept:
+        print(f"ciparity: kept {line}", file=sys.stderr)
+    removed = cleanup.execute(config.docker, todo)
     print(f"removed {removed[0]} containers, {removed[1]} volumes, {removed[2]} networks")
     stale = act.remove_stale(config, config.reports_dir / ".act")
     if stale:
@@ -479,6 +516,7 @@ ns = Collection(
     test,
     ci,
     act_ci,
+    actions_sync,
     shell,
     clean,
     doctor,

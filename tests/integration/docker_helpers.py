@@ -169,3 +169,45 @@ def require_python_for_others() -> None:
     for folder in path.parents:
         if not folder.stat().st_mode & 0o001:
             pytest.skip(f"{folder} is closed to other users: run these through `invoke test`")
+
+
+def _leftovers(under: Path) -> list[str]:
+    """Labelled containers, volumes and networks of a checkout below `under`."""
+    found = []
+    for listing, name in (
+        (["ps", "-a"], "Names"),
+        (["volume", "ls"], "Name"),
+        (["network", "ls"], "Name"),
+    ):
+        done = subprocess.run(
+            [
+                "docker",
+                *listing,
+                "--filter",
+                "label=ciparity.managed=1",
+                "--format",
+                f'{{{{.{name}}}}}\t{{{{.Label "ciparity.checkout"}}}}',
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        for line in done.stdout.splitlines():
+            name, _, checkout = line.partition("\t")
+            if checkout and Path(checkout).is_relative_to(under):
+                found.append(f"{listing[0]} {name} of {checkout}")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every integration test: nothing labelled with a checkout of this test outlives it."""
+    if request.node.get_closest_marker("docker") is None:
+        yield
+        return
+    places = [request.getfixturevalue("tmp_path")]
+    if "shared_dir" in request.fixturenames:
+        places.append(request.getfixturevalue("shared_dir"))
+    yield
+    left = [item for place in places for item in _leftovers(place)]
+    assert not left, f"left behind: {left}"

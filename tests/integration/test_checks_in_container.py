@@ -52,6 +52,7 @@ def test_failing_lint_and_test_fail_ci(shared_dir: Path) -> None:
     assert managed(repo) == []
 
 
+@pytest.mark.smoke
 def test_one_check_propagates_its_exit_code(shared_dir: Path) -> None:
     repo = copy_fixture("sample_bad", shared_dir)
     done = invoke(["test"], repo)
@@ -110,3 +111,19 @@ def test_ownership_for_a_user_who_is_not_1000(mode: str, shared_dir: Path, tmp_p
     )
     assert removed.returncode == 0, removed.stderr
     assert not (repo / "reports").exists()
+
+
+def test_shell_cmd_is_a_command_line_and_its_docker_run_can_be_pasted(shared_dir: Path) -> None:
+    repo = copy_fixture("sample_good", shared_dir)
+    done = invoke(["shell", "--cmd", 'echo "uid=$(id -u)"; pwd'], repo)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [f"uid={os.getuid()}", str(repo)]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("equivalent: ")]
+    pasted = subprocess.run(
+        ["bash", "-c", line.removeprefix("equivalent: ")],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (pasted.returncode, pasted.stdout) == (0, done.stdout), pasted.stderr

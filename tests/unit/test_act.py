@@ -1,9 +1,11 @@
-"""act-ci without an engine: validation, the snapshot, remote-action stand-ins, argv, JSON log."""
+"""act-ci without an engine: validation, the snapshot, argv, the JSON log (the remote
+actions: test_actions_mirror.py)."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from conftest import FakeRun, result
 
 from ciparity import act
 from ciparity.errors import CiparityError, ConfigError, DockerError
+from ciparity.ownership import Owner
 
 WORKFLOW = """name: ci
 on: [push]
@@ -122,30 +125,14 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
         act.workflow_jobs(path)
 
 
-def test_stub_actions_stand_in_for_every_remote_action_but_checkout(
-    repo: Path, tmp_path: Path
-) -> None:
-    assert act.remote_actions(repo) == [
-        ("docker/build-push-action", "", "def456"),
-        ("owner/repo", "sub/dir", "v1"),
-    ]
-    flags = act.stub_actions(repo, tmp_path / "stubs")
-    build = tmp_path / "stubs" / "docker__build-push-action@def456"
-    sub = tmp_path / "stubs" / "owner__repo@v1"
-    assert flags == [
-        "--local-repository",
-        f"docker/build-push-action@def456={build}",
-        "--local-repository",
-        f"owner/repo@v1={sub}",
-    ]
-    stub = (sub / "sub" / "dir" / "action.yml").read_text()
-    assert "owner/repo/sub/dir@v1 cannot be fetched offline" in stub and "exit 1" in stub
-    assert "${{" not in stub, "act would evaluate an expression inside the message"
-
-
 def test_act_argv() -> None:
     options = act.Options(job="lint", event="pull_request", dry_run=True)
-    argv = act.act_argv("act", Path("/s/.github/workflows/ci.yml"), options, "L", 105, ["-x"])
+    owner = Owner("0123456789ab", "/my checkout", "box", 42)
+    argv = act.act_argv("act", Path("/s/.github/workflows/ci.yml"), options, owner, 105, ["-x"])
+    labels = (
+        "--label ciparity.managed=1 --label ciparity.run=0123456789ab"
+        " --label 'ciparity.checkout=/my checkout' --label ciparity.owner=box:42"
+    )
     assert argv == [
         "act",
         "pull_request",
@@ -155,9 +142,13 @@ def test_act_argv() -> None:
         "--bind",
         "--rm",
         "--container-options",
-        "--label ciparity.managed=1 --label ciparity.act=L --group-add 105",
+        f"{labels} --group-add 105",
         "--env",
-        "CIPARITY_RUN_LABEL=ciparity.act=L",
+        "CIPARITY_RUN_ID=0123456789ab",
+        "--env",
+        "CIPARITY_RUN_CHECKOUT=/my checkout",
+        "--env",
+        "CIPARITY_RUN_OWNER=box:42",
         "-j",
         "lint",
         "--dryrun",
@@ -167,8 +158,9 @@ def test_act_argv() -> None:
 
 def test_act_argv_puts_configuration_first_and_keeps_their_container_options() -> None:
     config_args = ["-P", "ubuntu-latest=img", "--container-options", "--cpus 2", "--pull=true"]
+    owner = Owner("0123456789ab", "/c", "box", 42)
     argv = act.act_argv(
-        "act", Path("/plan"), act.Options(), "L", None, (), Path("/snap"), config_args
+        "act", Path("/plan"), act.Options(), owner, None, (), Path("/snap"), config_args
     )
     assert argv == [
         "act",
@@ -184,9 +176,14 @@ def test_act_argv_puts_configuration_first_and_keeps_their_container_options() -
         "--bind",
         "--rm",
         "--container-options",
-        "--cpus 2 --label ciparity.managed=1 --label ciparity.act=L",
+        "--cpus 2 --label ciparity.managed=1 --label ciparity.run=0123456789ab"
+        " --label ciparity.checkout=/c --label ciparity.owner=box:42",
         "--env",
-        "CIPARITY_RUN_LABEL=ciparity.act=L",
+        "CIPARITY_RUN_ID=0123456789ab",
+        "--env",
+        "CIPARITY_RUN_CHECKOUT=/c",
+        "--env",
+        "CIPARITY_RUN_OWNER=box:42",
     ]
 
 
@@ -278,25 +275,35 @@ def test_remove_job_volumes_only_this_workflows_jobs(repo: Path, fake_run: FakeR
     ]
 
 
+MINE = Owner("0123456789ab", "/c", socket.gethostname(), os.getpid())
+
+
 def test_remove_run_containers_polls_until_none_is_left(fake_run: FakeRun) -> None:
-    answers = iter(["a b\n", "c\n", ""])
-    fake_run.on("docker", "ps", respond=lambda call: result(call.argv, 0, next(answers)))
+    answers = iter(["a b\n", "c\n"])
+    fake_run.on("docker", "ps", respond=lambda call: result(call.argv, 0, next(answers, "")))
     # act removing the same container at once: the error is expected, the poll decides.
     fake_run.on(
         "docker", "rm", returncode=1, stderr="removal of container a is already in progress"
     )
-    act.remove_run_containers("docker", "L")
+    act.remove_run_containers("docker", MINE)
     assert [a for a in fake_run.argvs if a[1] == "rm"] == [
         ["docker", "rm", "-f", "-v", "a", "b"],
         ["docker", "rm", "-f", "-v", "c"],
     ]
-    assert fake_run.argvs[0][-1] == "label=ciparity.act=L"
+    assert fake_run.argvs[0][-1] == "label=ciparity.run=0123456789ab"
+    assert any(a[1:3] == ["volume", "ls"] for a in fake_run.argvs), "then its volumes"
+
+
+def test_a_nested_run_leaves_the_sweep_to_the_process_owning_the_run(fake_run: FakeRun) -> None:
+    outer = Owner("0123456789ab", "/c", socket.gethostname(), os.getpid() + 1)
+    act.remove_run_containers("docker", outer)
+    assert fake_run.calls == []
 
 
 def test_remove_run_containers_gives_up_after_its_deadline(fake_run: FakeRun) -> None:
     fake_run.on("docker", "ps", stdout="stuck\n")
     with pytest.raises(DockerError, match="containers of this run are still there: stuck"):
-        act.remove_run_containers("docker", "L", deadline=0.0)
+        act.remove_run_containers("docker", MINE, deadline=0.0)
 
 
 def test_cleanup_runs_every_step_even_after_one_fails(
@@ -307,7 +314,7 @@ def test_cleanup_runs_every_step_even_after_one_fails(
     folder.mkdir()
     path = repo / ".github" / "workflows" / "ci.yml"
     with pytest.raises(DockerError, match="daemon hiccup"):
-        act.cleanup(make_config(), "L", [path], "", [folder])
+        act.cleanup(make_config(), [path], "", [folder])
     assert not folder.exists(), "the snapshot is removed although the container step failed"
     assert any(a[1:3] == ["volume", "ls"] for a in fake_run.argvs)
 

@@ -461,9 +461,13 @@ def test_job_table_names_entries_and_lists_skips(tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     rows = [
         act.JobRow(
-            "t (ubuntu-latest, 3.12)", "failure", 3.0, "t", {"py": "3.12", "os": "ubuntu-latest"}
+            "t (ubuntu-latest, 3.12)",
+            "failure",
+            3.0,
+            job_id="t",
+            matrix={"py": "3.12", "os": "ubuntu-latest"},
         ),
-        act.JobRow("lint", "failure", 1.0, "lint", {}),
+        act.JobRow("lint", "failure", 1.0, job_id="lint"),
     ]
     table = act.job_table(plan, rows)
     assert [(r.job, r.result) for r in table] == [

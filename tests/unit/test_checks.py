@@ -262,6 +262,7 @@ def test_spec_for_test_mounts_the_socket(
         socket="/var/run/docker.sock",
         labels={"ciparity.check": "test", "ciparity.workspace": str(root)},
         extra_args=("--tmpfs", "/tmp:exec,mode=1777"),
+        owner=config.run,
     )
 
 
@@ -387,9 +388,10 @@ def test_main_takes_markers_from_the_environment(
     checkout: Path, in_checkout: list[tuple[str, Path, Options]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CIPARITY_MARKERS", "not slow")
+    monkeypatch.setenv("CIPARITY_PYTEST_ARGS", "--no-cov -k 'a or b'")
     monkeypatch.setattr(sys, "argv", ["checks", "test"])
     assert checks.main() == 3
-    assert in_checkout == [("test", checkout, Options((), "not slow"))]
+    assert in_checkout == [("test", checkout, Options(("--no-cov", "-k", "a or b"), "not slow"))]
 
 
 @pytest.mark.parametrize(

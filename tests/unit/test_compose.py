@@ -90,9 +90,12 @@ def test_compose_env(
         "CIPARITY_UID": str(os.getuid()),
         "CIPARITY_GID": str(os.getgid()),
         "CIPARITY_WORKSPACE": str(config.root),
+        "CIPARITY_REPORTS_DIR": str(config.root / "reports"),
         "CIPARITY_DOCKER_SOCKET": str(socket),
         "CIPARITY_DOCKER_GID": str(socket.stat().st_gid),
         "CIPARITY_MARKERS": "not docker",
+        "CIPARITY_PYTEST_ARGS": "",
+        **config.run.env(),
     }
     assert env["CI"] == "true"
 
@@ -179,7 +182,7 @@ def test_run_checks_runs_every_check_and_always_tears_down(
     project = fake_run.argvs[0][7]
     assert re.fullmatch(r"ciparity-[0-9a-f]{8}", project)
     override = fake_run.argvs[0][5]
-    assert override.endswith("/allowlist.json") and not Path(override).exists()
+    assert override.endswith("/environment.json") and not Path(override).exists()
     files = ["-f", str(compose.PACKAGED_FILE), "-f", override]
     base = ["docker", "compose", *files, "-p", project]
     assert fake_run.argvs == [
@@ -189,31 +192,30 @@ def test_run_checks_runs_every_check_and_always_tears_down(
         ["docker", "inspect", "--format", STARTED, "p-typecheck-1"],
         ["docker", "inspect", "--format", STARTED, "p-security-1"],
         ["docker", "inspect", "--format", STARTED, "p-test-1"],
-        ["docker", "cp", "p-lint-1:/reports", "-"],
         [*base, "down", "-v", "--remove-orphans"],
     ]
     up, ps = fake_run.calls[0], fake_run.calls[1]
     assert up.tee is out and out.getvalue() == "compose output\n"
     assert up.env is not None and up.env["CIPARITY_PROJECT"] == project
     assert up.env["CIPARITY_MARKERS"] == "m"
-    assert (
-        "GITHUB_SHA"
-        in compose.allowlist_override(config, {"GITHUB_SHA": "x", "HOME": "/"})["services"]["lint"][
-            "environment"
-        ]
-    )
     assert (up.cwd, ps.cwd, fake_run.calls[-1].cwd) == (str(config.root),) * 3
     assert fake_run.calls[-1].env == up.env
-    assert (config.reports_dir / "junit.xml").read_text(encoding="utf-8") == "<ok/>\n"
+    # Made by the invoking user before compose starts, so the daemon never makes it as root.
+    assert config.reports_dir.is_dir()
 
 
-def test_run_checks_without_reports_to_copy(make_config: MakeConfig, fake_run: FakeRun) -> None:
-    config = make_config()
-    _parallel_fake(fake_run, json.dumps(PS))
-    fake_run.on("docker", "cp", returncode=1, stderr="Could not find the file /reports\n")
-    assert len(compose.run_checks(config, "bind", checks.Options(), io.StringIO())) == 4
-    assert not config.reports_dir.exists()
-    assert fake_run.argvs[-1][-3:] == ["down", "-v", "--remove-orphans"]
+def test_every_parallel_check_gets_the_serial_check_s_environment(make_config: MakeConfig) -> None:
+    config = make_config(env_allow="MY_TOKEN")
+    host = {"GITHUB_SHA": "x", "HOME": "/", "MY_TOKEN": "t", "CIPARITY_REQUIRE_DOCKER": "1"}
+    handed = {"CIPARITY_MARKERS": "m", "CIPARITY_PYTEST_ARGS": "--no-cov -x"}
+    override = compose.environment_override(config, handed, host)
+    for name in checks.CHECKS:
+        listed = override["services"][name]["environment"]  # type: ignore[index]
+        fixed = {**checks.check_env(config, "bind"), **handed}
+        assert listed == [f"{k}={v}" for k, v in sorted(fixed.items())] + list(
+            checks.pass_env(config, host)
+        )
+        assert "GITHUB_SHA" in listed and "MY_TOKEN" in listed and "HOME" not in listed
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt(), DockerError("compose crashed")])
@@ -283,16 +285,21 @@ def test_compose_file_runs_each_check_with_the_in_container_entry_point() -> Non
     services = _compose_document()["services"]
     for name in checks.CHECKS:
         assert services[name]["command"] == ["python", "-m", "ciparity.checks", name]
-        assert services[name]["labels"] == {"ciparity.managed": "1"}
-        assert services[name]["environment"]["CIPARITY_REPORTS"] == "/reports"
+        assert services[name]["labels"] == LABELS
+        # The same paths as a serial check in bind mode: nested `docker run -v` must agree.
+        assert "${CIPARITY_REPORTS_DIR}:${CIPARITY_REPORTS_DIR}" in services[name]["volumes"]
     assert "/var/run/docker.sock" in services["test"]["volumes"][-1]
 
 
-def test_compose_file_labels_its_network_and_volume() -> None:
+LABELS = {
+    "ciparity.managed": "1",
+    "ciparity.run": "${CIPARITY_RUN_ID:-}",
+    "ciparity.checkout": "${CIPARITY_RUN_CHECKOUT:-}",
+    "ciparity.owner": "${CIPARITY_RUN_OWNER:-}",
+}
+
+
+def test_compose_file_labels_its_network_with_the_run() -> None:
     document = _compose_document()
-    assert document["networks"]["checks"]["labels"] == {"ciparity.managed": "1"}
-    assert document["volumes"]["reports"]["labels"] == {"ciparity.managed": "1"}
-
-
-def test_compose_file_hands_the_markers_to_the_test_service() -> None:
-    assert "CIPARITY_MARKERS" in _compose_document()["services"]["test"]["environment"]
+    assert document["networks"]["checks"]["labels"] == LABELS
+    assert "volumes" not in document

@@ -303,7 +303,7 @@ def test_env_name() -> None:
 
 def test_every_setting_has_a_parser_and_a_field() -> None:
     fields = {f.name for f in dataclasses.fields(Config)}
-    assert set(config.PARSERS) == fields - {"root", "python_version", "settings_source"}
+    assert set(config.PARSERS) == fields - {"root", "python_version", "settings_source", "owner"}
 
 
 def test_config_is_frozen(checkout: Path) -> None:

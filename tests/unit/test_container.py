@@ -529,14 +529,3 @@ def test_remove_managed_reports_the_daemon_error(fake_run: FakeRun) -> None:
         " Is the docker daemon running?"
     )
     assert len(fake_run.calls) == 1
-
-
-def test_a_job_of_an_act_ci_run_labels_what_it_creates(monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = Spec(image="img:1", command=("true",), name="c")
-    assert "ciparity.act=abc" not in container.create_argv(spec)
-    monkeypatch.setenv(container.RUN_LABEL_ENV, "ciparity.act=abc")
-    argv = container.create_argv(spec)
-    assert argv[argv.index("ciparity.act=abc") - 1] == "--label"
-    # Anything that is not one key=value label is ignored, never passed to docker.
-    monkeypatch.setenv(container.RUN_LABEL_ENV, "x=1 --privileged")
-    assert "--privileged" not in " ".join(container.create_argv(spec))

@@ -24,11 +24,12 @@ from ciparity import checks, compose, container, hostsetup, images, proc, tasks
 from ciparity.config import Config
 from ciparity.console import Row
 from ciparity.errors import CiparityError, ConfigError, DockerError, Interrupted
+from ciparity.ownership import Owner
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 TASKS = ("setup", "base", "build", "lint", "typecheck", "security", "test", "ci", "shell")
-MORE_TASKS = ("clean", "doctor", "bench", "build-runner", "act-ci", "runners")
+MORE_TASKS = ("clean", "doctor", "bench", "build-runner", "act-ci", "actions-sync", "runners")
 DENIED = (
     "permission denied while trying to connect to the Docker daemon socket at"
     ' unix:///var/run/docker.sock: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.47/version":'
@@ -173,6 +174,7 @@ def test_tasks_have_their_help() -> None:
     assert tasks.test.help == {
         "markers": "pytest -m expression, e.g. 'not docker'",
         "pytest-args": "extra pytest arguments, as one quoted string",
+        "repeat": "run the suite N times in a row (a hunt for flaky tests); a table of each run",
     }
     assert tasks.lint.help == {}
     assert tasks.lint.__doc__ is not None and tasks.lint.__doc__.startswith("black --check")
@@ -408,6 +410,41 @@ def test_test_task_passes_markers_and_pytest_args(in_checkout: Path, check_runs:
     assert check_runs.seen == [("test", "bind", checks.Options(("-x", "-k", "a b"), "not docker"))]
 
 
+def test_test_repeat_runs_the_suite_n_times_and_reports_each(
+    in_checkout: Path, check_runs: CheckRuns, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outcomes = iter([Row("test", "passed", 1.0), Row("test", "FAILED (pytest)", 2.0, "1")])
+    check_runs.rows = {}
+    original = check_runs.__call__
+
+    def flaky(name: str, config: Config, mode: str, options: checks.Options) -> Row:
+        original(name, config, mode, options)
+        return next(outcomes, Row("test", "passed", 3.0))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(checks, "run_check", flaky)
+        with pytest.raises(Exit) as info:
+            tasks.test(ctx(), repeat=3)
+    assert len(check_runs.seen) == 3
+    assert (info.value.message, info.value.code) == ("ciparity: test failed in 1 of 3 runs", 1)
+    table = capsys.readouterr().out.splitlines()[-3:]
+    assert [line.split()[:3] for line in table] == [
+        ["test", "1/3", "passed"],
+        ["test", "2/3", "FAILED"],
+        ["test", "3/3", "passed"],
+    ]
+
+
+def test_test_repeat_must_be_positive(in_checkout: Path, check_runs: CheckRuns) -> None:
+    with pytest.raises(Exit) as info:
+        tasks.test(ctx(), repeat=0)
+    assert (info.value.message, info.value.code) == (
+        "ciparity: error: --repeat 0: expected at least 1",
+        2,
+    )
+    assert check_runs.seen == []
+
+
 def test_check_task_reports_a_docker_problem_in_one_line(
     in_checkout: Path, check_runs: CheckRuns, fake_run: FakeRun
 ) -> None:
@@ -519,11 +556,15 @@ def test_shell_in_bind_mode_prints_the_equivalent_docker_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("CIPARITY_WORKSPACE_MODE", "bind")
+    # One run for the task and for the spec rebuilt below.
+    for name, value in Owner("0123456789ab", str(in_checkout), "h", 1).env().items():
+        monkeypatch.setenv(name, value)
     fake_run.on("docker", "start", stdout="hello\n")
-    tasks.shell(ctx(), cmd="echo 'hello there'")
+    tasks.shell(ctx(), cmd="id; echo 'hello there'")
     created = fake_run.argvs[2]
     name = created[created.index("--name") + 1]
-    spec = checks.spec("test", tasks._config(), "bind", command=["echo", "hello there"]).with_name()
+    command = ["bash", "-c", "id; echo 'hello there'"]
+    spec = checks.spec("test", tasks._config(), "bind", command=command).with_name()
     spec = container.Spec(**{**spec.__dict__, "name": name})
     assert created == container.create_argv(spec)
     assert fake_run.argvs[3:] == [
@@ -612,7 +653,9 @@ def test_clean_prints_the_counts(
     in_checkout: Path, fake_run: FakeRun, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_run.on("docker", "ps", stdout="c1\nc2\n")
+    fake_run.on("docker", "inspect", stdout="c1 false {}\nc2 false {}\n")
     fake_run.on("docker", "network", "ls", stdout="n1\n")
+    fake_run.on("docker", "network", "inspect", stdout="n1 false {}\n")
     tasks.clean(ctx())
     assert capsys.readouterr().out == "removed 2 containers, 0 volumes, 1 networks\n"
 
