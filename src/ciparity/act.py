@@ -450,11 +450,16 @@ def remove_run_containers(docker: str, owner: Owner, deadline: float = REMOVAL_D
 def claim(workdir: Path, name: str) -> None:
     """Mark `workdir/name` as this process's (a pid file beside it): `invoke clean` spares it."""
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / f"{name}.pid").write_text(str(os.getpid()), encoding="utf-8")
+    _marker(workdir, name).write_text(str(os.getpid()), encoding="utf-8")
 
 
 def release(workdir: Path, name: str) -> None:
-    (workdir / f"{name}.pid").unlink(missing_ok=True)
+    _marker(workdir, name).unlink(missing_ok=True)
+
+
+def _marker(workdir: Path, name: str) -> Path:
+    # Hidden, so a glob for the run's folders (act-*) never matches it.
+    return workdir / f".{name}.pid"
 
 
 def _alive(pid_file: Path) -> bool:
@@ -471,10 +476,10 @@ def remove_stale(config: Config, workdir: Path) -> list[str]:
     including the kept last failed one; returns their names."""
     if not workdir.is_dir():
         return []
-    live = {p.name[: -len(".pid")] for p in workdir.glob("*.pid") if _alive(p)}
+    live = {p.name[1 : -len(".pid")] for p in workdir.glob(".*.pid") if _alive(p)}
     removed = []
     for path in sorted(workdir.iterdir()):
-        owner = re.sub(r"-(actions|plan)$", "", path.name.removesuffix(".pid"))
+        owner = re.sub(r"-(actions|plan)$", "", path.name.removesuffix(".pid").lstrip("."))
         if owner in live:
             continue
         if path.is_dir():

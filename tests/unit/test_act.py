@@ -326,13 +326,13 @@ def test_remove_stale_spares_a_live_runs_snapshot(
     for name in ("act-live", "act-live-plan", "act-dead", "act-dead-actions", "last-failed"):
         (workdir / name).mkdir(parents=True)
     act.claim(workdir, "act-live")
-    (workdir / "act-dead.pid").write_text("999999999")
+    (workdir / ".act-dead.pid").write_text("999999999")
     removed = act.remove_stale(make_config(), workdir)
-    assert removed == ["act-dead", "act-dead-actions", "act-dead.pid", "last-failed"]
+    assert removed == [".act-dead.pid", "act-dead", "act-dead-actions", "last-failed"]
     assert sorted(p.name for p in workdir.iterdir()) == [
+        ".act-live.pid",
         "act-live",
         "act-live-plan",
-        "act-live.pid",
     ]
     act.release(workdir, "act-live")
     assert act.remove_stale(make_config(), tmp_path / "none") == []
