@@ -292,7 +292,8 @@ def ci(c: Context, parallel: bool = False, markers: str = "", pytest_args: str =
 def shell(c: Context, cmd: str = "", job: str = "", workflow: str = "") -> None:
     """A shell in the CI image with exactly the mounts, environment and user `test` uses;
     with --job, in the runner image as that act job sees it (after a failed act-ci: its state)."""
-    config = _config()
+    # A job's shell, like act-ci, needs no .python-version: the workflow decides the Python.
+    config = _config(require_python=not job)
     _docker_ready(config)
     # A command line, as typed at a prompt: `--cmd "id; pwd"` is two commands, run by bash.
     command = ["bash", "-c", cmd] if cmd else ["bash"]

@@ -838,3 +838,15 @@ def test_act_ci_refuses_a_malformed_actrc_in_one_line(
         " 'ubuntu-22.04=img'"
     )
     assert fake_run.calls == [], "nothing started"
+
+
+def test_shell_job_needs_no_python_version_in_an_ordinary_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_run: FakeRun
+) -> None:
+    repo = _ordinary_repo(tmp_path / "repo")
+    monkeypatch.chdir(repo)
+    with pytest.raises(Exit) as caught:
+        tasks.shell(ctx(), job="nope")
+    assert str(caught.value.message).startswith("ciparity: error: no job 'nope' in lint.yml")
+    with pytest.raises(Exit, match=r"\.python-version is missing"):
+        tasks.shell(ctx(), cmd="true")
