@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import FakeRun, result
 
-from ciparity import act
+from ciparity import act, act_plan
 from ciparity.errors import CiparityError, ConfigError, DockerError
 from ciparity.ownership import Owner
 
@@ -356,3 +356,80 @@ def test_a_run_with_nothing_reproducible_starts_nothing(
     assert capsys.readouterr().err == f"ciparity: skipped mac: {reason}\n"
     assert fake_run.calls == [] and not (tmp_path / "work").exists()
     assert act.failures(rows) == [] and act.failures(rows, strict=True) == ["mac"]
+
+
+MATRIX_WORKFLOW = """name: m
+on: push
+jobs:
+  t:
+    runs-on: ${{ matrix.os }}
+    continue-on-error: ${{ matrix.experimental }}
+    strategy:
+      matrix:
+        os: [ubuntu-latest, windows-latest]
+        include: [{os: ubuntu-latest, experimental: true, extra: x}]
+    steps: [{run: "true"}]
+"""
+
+
+def test_run_hands_act_the_plan_and_builds_the_job_table(
+    tmp_path: Path,
+    make_config: Any,
+    fake_run: FakeRun,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = make_config()
+    name = ".github/workflows/m.yml"
+    (config.root / name).parent.mkdir(parents=True)
+    (config.root / name).write_text(MATRIX_WORKFLOW)
+    (config.root / ".actrc").write_text("-P ubuntu-latest=mine:1\n")
+    monkeypatch.setattr(act, "find_act", lambda: "act")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fake_run.on("git", "-C", str(config.root), "ls-files", "-z", "--cached", stdout=f"{name}\0")
+    log = "\n".join(
+        json.dumps(e)
+        for e in (
+            {
+                "jobID": "t",
+                "job": "m/t",
+                "matrix": {"os": "ubuntu-latest", "experimental": True, "extra": "x"},
+                "time": "2026-01-01T00:00:00Z",
+            },
+            {
+                "jobID": "t",
+                "job": "m/t",
+                "matrix": {"os": "ubuntu-latest", "experimental": True, "extra": "x"},
+                "jobResult": "failure",
+                "time": "2026-01-01T00:00:03Z",
+            },
+        )
+    )
+    seen: list[Any] = []
+
+    def act_run(call: Any) -> Any:
+        planned = Path(call.cwd) / "m.yml"
+        seen.append((call.argv, planned.read_text(), sorted(os.listdir(call.cwd))))
+        return result(call.argv, 1, log + "\nError: Job 't' failed\n")
+
+    fake_run.on("act", respond=act_run)
+    workdir = config.reports_dir / ".act"
+    rows = act.run(config, act.Options(), workdir)
+    argv, planned, listing = seen[0]
+    builtin = act_plan.builtin_args(config.runner_image, config.self_hosted_image)
+    # ciparity's options, then the repository's .actrc (act: the last one wins), then ours.
+    assert argv[2 : argv.index("-C")] == [*builtin, "-P", "ubuntu-latest=mine:1"]
+    assert Path(argv[argv.index("-C") + 1]).parent == workdir
+    assert listing == ["m.yml"], "act runs where no .actrc is"
+    assert "runs-on: ubuntu-latest" in planned and "windows" not in planned
+    assert [(r.job, r.result) for r in rows] == [
+        ("t (ubuntu-latest, true, x)", act.CONTINUED),
+        (
+            "t (windows-latest)",
+            "skipped: Windows runner (windows-latest): act runs Linux containers only",
+        ),
+    ]
+    assert act.failures(rows) == []
+    assert "ciparity: skipped t (windows-latest): Windows runner" in capsys.readouterr().err
+    # The failed run's workspace is kept; nothing else of the run is.
+    assert sorted(p.name for p in workdir.iterdir()) == ["last-failed"]
