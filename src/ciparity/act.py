@@ -1,8 +1,8 @@
 """`invoke act-ci`: the real workflows, offline, through act, in the same images.
 
-act runs on a disposable snapshot of what a push would carry (tracked files with their uncommitted
-changes, staged new files; untracked files only on request), committed into a fresh one-commit
-repository at a path the daemon sees identically. act bind-mounts it into the jobs (`--bind`), so
+act runs on a disposable snapshot of what a push would carry, checked out as the workflow's
+actions/checkout step would on a runner (gitsnap), at a path the daemon sees identically, with
+act told the same ref and sha (`-e`). act bind-mounts it into the jobs (`--bind`), so
 a job's nested `docker run -v "$GITHUB_WORKSPACE":...` means the same folder, as on a hosted
 runner, and the user's checkout is never chowned or written. Every job container carries the
 `ciparity.managed=1` label, and the snapshot is removed after success, failure, Ctrl-C or SIGTERM.
@@ -29,7 +29,7 @@ from typing import IO
 
 import yaml
 
-from ciparity import act_plan, actions_mirror, console, container, proc
+from ciparity import act_plan, actions_mirror, console, container, gitsnap, proc
 from ciparity.config import Config
 from ciparity.errors import CiparityError, ConfigError, DockerError
 from ciparity.ownership import RUN, Owner
@@ -70,6 +70,7 @@ class Options:
     # A job, matrix entry or step skipped because it cannot run here (a runner or Python this
     # machine lacks, an action not available offline) fails the run.
     strict: bool = False
+    ref: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,61 +118,46 @@ def validate(root: Path, options: Options) -> list[Path]:
     return paths
 
 
-def _git(root: Path, *args: str) -> proc.Result:
-    return proc.run(["git", "-C", str(root), *args])
-
-
-def _ls(root: Path, *args: str) -> list[str]:
-    result = _git(root, "ls-files", "-z", *args)
-    if not result.ok:
-        raise CiparityError(f"{root} is not a git checkout: {proc.reason(result.stderr)}")
-    return [name for name in result.stdout.split("\0") if name]
-
-
-def snapshot(root: Path, dest: Path, include_untracked: bool = False) -> list[str]:
-    """Write what a push would carry into `dest` as a one-commit repository.
-
-    Returns the untracked files (left out unless `include_untracked`).
-    """
-    tracked = _ls(root, "--cached")
-    untracked = _ls(root, "--others", "--exclude-standard")
-    files = tracked + (untracked if include_untracked else [])
-    dest.mkdir(parents=True)
-    for name in files:
-        source = root / name
-        if not source.exists() and not source.is_symlink():
-            continue  # deleted in the working tree: a push would not carry it either
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():
-            target.symlink_to(os.readlink(source))
-        elif source.is_file():
-            shutil.copy2(source, target)
+def snapshot(
+    root: Path,
+    dest: Path,
+    include_untracked: bool = False,
+    *,
+    ref: str = "",
+    checkout: gitsnap.Checkout | None = None,
+    exclude: Sequence[str] = ("reports",),
+) -> gitsnap.Snapshot:
+    """Write what a push would carry into `dest`, checked out as a runner would (gitsnap), plus
+    the carried caches git ignores."""
+    snap = gitsnap.take(
+        root,
+        dest,
+        include_untracked=include_untracked,
+        ref=ref,
+        checkout=checkout,
+        exclude=exclude,
+    )
     for cache in CARRIED_CACHES:
         if (root / cache).is_dir():
             shutil.copytree(root / cache, dest / cache, dirs_exist_ok=True)
-    _commit(root, dest)
-    return untracked
+    return snap
 
 
-def _commit(root: Path, dest: Path) -> None:
-    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip() or "main"
-    origin = _git(root, "remote", "get-url", "origin")
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "ciparity",
-        "GIT_AUTHOR_EMAIL": "ciparity@localhost",
-        "GIT_COMMITTER_NAME": "ciparity",
-        "GIT_COMMITTER_EMAIL": "ciparity@localhost",
-    }
-    for argv in (
-        ["git", "init", "-q", "-b", "main" if branch == "HEAD" else branch],
-        ["git", "add", "-A", "-f", "."],
-        ["git", "commit", "-q", "--no-verify", "-m", "ciparity act-ci snapshot"],
-    ):
-        proc.run(argv, cwd=dest, env=env, check=True)
-    if origin.ok and origin.stdout.strip():
-        proc.run(["git", "remote", "add", "origin", origin.stdout.strip()], cwd=dest, check=True)
+def snapshot_excludes(config: Config) -> tuple[str, ...]:
+    """What is never part of a snapshot: the reports folder, when it lies inside the checkout."""
+    try:
+        return (config.reports_dir.resolve().relative_to(config.root.resolve()).as_posix(),)
+    except ValueError:
+        return ()
+
+
+def event_flags(snap: gitsnap.Snapshot, event: str, path: Path) -> list[str]:
+    """act's `-e` with the event a push of the snapshot's ref would send, if `event` has one."""
+    payload = gitsnap.event_payload(snap, event)
+    if payload is None:
+        return []
+    path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return ["-e", str(path)]
 
 
 def _time(value: str) -> datetime | None:
@@ -356,18 +342,23 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
     snap = workdir / f"act-{label}"
     stubs = workdir / f"act-{label}-actions"
     planned = workdir / f"act-{label}-plan"
+    event = workdir / f"act-{label}-event.json"
     claim(workdir, snap.name)
     try:
-        untracked = snapshot(config.root, snap, options.include_untracked)
-        if untracked and not options.include_untracked:
-            shown = ", ".join(untracked[:10]) + (" ..." if len(untracked) > 10 else "")
-            print(
-                f"ciparity: warning: {len(untracked)} untracked files left out, as a push would"
-                f" leave them (--include-untracked adds them): {shown}",
-                file=sys.stderr,
-            )
+        inputs, notes = checkout_inputs(config.root, paths, options.job)
+        taken = snapshot(
+            config.root,
+            snap,
+            options.include_untracked,
+            ref=options.ref,
+            checkout=inputs,
+            exclude=snapshot_excludes(config),
+        )
+        for line in (*notes, *taken.messages):
+            print(line, file=sys.stderr)
         workflows = [snap / p.relative_to(config.root) for p in paths]
-        flags = actions_mirror.prepare(config, snap, stubs, options.strict, None, workflows).flags
+        prepared = actions_mirror.prepare(config, snap, stubs, options.strict, None, workflows)
+        flags = [*prepared.flags, *event_flags(taken, options.event, event)]
         plan.write(planned)
         argv = act_argv(
             act, planned, options, config.run, container.socket_gid(), flags, snap, args
@@ -402,7 +393,33 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
         return job_table(plan, rows)
     finally:
         cleanup(config, paths, options.job, (snap, stubs, planned))
+        event.unlink(missing_ok=True)
         release(workdir, snap.name)
+
+
+def checkout_inputs(
+    root: Path, paths: Sequence[Path], job: str = ""
+) -> tuple[gitsnap.Checkout, list[str]]:
+    """What the workflows' own checkout steps ask of the one snapshot they share (of `job` and
+    the workflows that have it, if given), merged as gitsnap merges one workflow's jobs."""
+    wanted: list[gitsnap.Checkout] = []
+    notes: list[str] = []
+    for path in paths:
+        if job and job not in workflow_jobs(path):
+            continue
+        inputs, lines = gitsnap.checkout_inputs(path, job, root)
+        wanted.append(inputs)
+        notes += lines
+    if len(wanted) < 2:
+        return (wanted[0] if wanted else gitsnap.Checkout()), notes
+    depths = {c.fetch_depth for c in wanted}
+    merged = gitsnap.Checkout(
+        fetch_depth=0 if 0 in depths else max(depths),
+        fetch_tags=any(c.fetch_tags for c in wanted),
+        lfs=any(c.lfs for c in wanted),
+        submodules=max((c.submodules for c in wanted), key=("", "true", "recursive").index),
+    )
+    return merged, notes
 
 
 def cleanup(config: Config, paths: Sequence[Path], job: str, folders: Sequence[Path]) -> None:
@@ -479,7 +496,9 @@ def remove_stale(config: Config, workdir: Path) -> list[str]:
     live = {p.name[1 : -len(".pid")] for p in workdir.glob(".*.pid") if _alive(p)}
     removed = []
     for path in sorted(workdir.iterdir()):
-        owner = re.sub(r"-(actions|plan)$", "", path.name.removesuffix(".pid").lstrip("."))
+        owner = re.sub(
+            r"-(actions|plan|event\.json)$", "", path.name.removesuffix(".pid").lstrip(".")
+        )
         if owner in live:
             continue
         if path.is_dir():
@@ -555,8 +574,11 @@ def job_shell_spec(
     )
 
 
-def prepare_job_workspace(config: Config, workdir: Path) -> tuple[Path, bool]:
-    """The last failed run's workspace if kept, else a fresh snapshot owned by the runner's user.
+def prepare_job_workspace(
+    config: Config, workdir: Path, path: Path | None = None, job: str = ""
+) -> tuple[Path, bool]:
+    """The last failed run's workspace if kept, else a fresh snapshot owned by the runner's user
+    (as workflow `path`'s job `job` checks it out, when given).
 
     Returns (path, fresh): a fresh one is removed after the shell.
     """
@@ -565,7 +587,10 @@ def prepare_job_workspace(config: Config, workdir: Path) -> tuple[Path, bool]:
         snap, fresh = kept, False
     else:
         snap, fresh = workdir / f"shell-{secrets.token_hex(6)}", True
-        snapshot(config.root, snap)
+        inputs, notes = gitsnap.checkout_inputs(path, job, config.root) if path else (None, [])
+        taken = snapshot(config.root, snap, checkout=inputs, exclude=snapshot_excludes(config))
+        for line in (*notes, *taken.messages):
+            print(line, file=sys.stderr)
     # What act does before a job's first step: the workspace belongs to the job's user.
     chown(config, snap, f"{RUNNER_UID}:{RUNNER_UID}")
     return snap, fresh

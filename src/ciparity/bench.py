@@ -185,17 +185,52 @@ def run_act(config: Config, output: Path) -> list[tuple[str, str]]:
 RUNNER_ROUNDS = 5
 BENCH_PAT = "ghp_bench0000000000000000000000"
 FAKE_PATH = "/home/runner/fake_github.py"  # in the fake's container (the self-hosted image)
+APP_KEY_PATH = "/home/runner/app.pem"
+APP_ID = "4242"
+# The fake's installation tokens live this long; the App runner idles past it before its stop.
+APP_TOKEN_TTL = 3.0
 
 
-def _runner_round(config: Config, fake: str, index: int) -> tuple[float, float]:
-    """One self-hosted runner: seconds from `docker run` to run.sh started, and from SIGTERM
-    (`docker stop`) to deregistered and exited."""
+def _app_key(folder: Path) -> tuple[str, Path]:
+    """A throwaway GitHub App key pair: the private PEM, and a file with the public one."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public = folder / "app.pem"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+def _runner_round(
+    config: Config, fake: str, index: int, app_key: str = "", idle: float = 0.0
+) -> tuple[float, float]:
+    """One self-hosted runner: seconds from `docker run` to the agent's listener started, and
+    from SIGTERM (`docker stop`) to deregistered and exited. With `app_key` it authenticates as
+    the GitHub App and idles `idle` seconds (past its installation token's life) first."""
     name = f"{fake}-r{index}"
     argv = [config.docker, "run", "-d", "--name", name, "--label", "ciparity.managed=1"]
-    argv += ["--network", f"container:{fake}", "--stop-timeout", "60"]
+    argv += ["--network", f"container:{fake}", "--stop-timeout", "130"]
     argv += ["-e", "CIPARITY_RUNNER_URL=http://127.0.0.1:8080/bench/repo"]
-    argv += ["-e", "CIPARITY_RUNNER_PAT"]  # by name: the value stays off the command line
-    env = {**os.environ, "CIPARITY_RUNNER_PAT": BENCH_PAT}
+    # By name: the values stay off the command line.
+    if app_key:
+        argv += ["-e", f"CIPARITY_RUNNER_APP_ID={APP_ID}", "-e", "CIPARITY_RUNNER_APP_PRIVATE_KEY"]
+    else:
+        argv += ["-e", "CIPARITY_RUNNER_PAT"]
+    env = {
+        **os.environ,
+        "CIPARITY_RUNNER_PAT": BENCH_PAT,
+        "CIPARITY_RUNNER_APP_PRIVATE_KEY": app_key,
+    }
     try:
         started = time.time()
         proc.run([*argv, config.self_hosted_image], check=True, env=env)
@@ -206,13 +241,15 @@ def _runner_round(config: Config, fake: str, index: int) -> tuple[float, float]:
             found = proc.run([config.docker, "exec", name, "cat", record])
             for line in found.stdout.splitlines() if found.ok else []:
                 call = json.loads(line)
-                if call["script"] == "run.sh":
+                if call["script"] == "Runner.Listener":
                     run_at = datetime.fromisoformat(call["time"]).timestamp()
             time.sleep(0.02)
         if run_at is None:
-            raise CiparityError(f"run.sh never started in {name}")
+            raise CiparityError(f"the agent's listener never started in {name}")
+        while time.time() < run_at + idle:  # the scenario itself: idle past the token's life
+            time.sleep(0.1)
         stopping = time.monotonic()
-        proc.run([config.docker, "stop", "-t", "60", name], check=True)
+        proc.run([config.docker, "stop", "-t", "130", name], check=True)
         stopped = time.monotonic() - stopping
         code = proc.run([config.docker, "inspect", "--format", "{{.State.ExitCode}}", name])
         if code.stdout.strip() != "0":
@@ -231,20 +268,26 @@ def run_runner(config: Config, output: Path) -> list[tuple[str, str]]:
     image = config.self_hosted_image
     argv = [config.docker, "create", "--name", fake, "--label", "ciparity.managed=1"]
     argv += ["--entrypoint", "python3", image, FAKE_PATH, "--port", "8080"]
-    argv += ["--pat", BENCH_PAT]
-    try:
-        proc.run(argv, check=True)
-        proc.run([config.docker, "cp", str(script), f"{fake}:{FAKE_PATH}"], check=True)
-        proc.run([config.docker, "start", fake], check=True)
-        deadline = time.monotonic() + 30
-        while "listening on" not in proc.run([config.docker, "logs", fake]).stdout:
-            if time.monotonic() > deadline:
-                raise CiparityError("the fake GitHub API did not start")
-            time.sleep(0.1)
-        rounds = [_runner_round(config, fake, i) for i in range(RUNNER_ROUNDS)]
-        removals = proc.run([config.docker, "exec", fake, "python3", "-c", _COUNT_REMOVALS])
-    finally:
-        proc.run([config.docker, "rm", "-f", fake])
+    argv += ["--pat", BENCH_PAT, "--app-id", APP_ID, "--app-public-key", APP_KEY_PATH]
+    argv += ["--app-token-ttl", str(APP_TOKEN_TTL)]
+    with tempfile.TemporaryDirectory() as folder:
+        app_key, public = _app_key(Path(folder))
+        try:
+            proc.run(argv, check=True)
+            proc.run([config.docker, "cp", str(script), f"{fake}:{FAKE_PATH}"], check=True)
+            proc.run([config.docker, "cp", str(public), f"{fake}:{APP_KEY_PATH}"], check=True)
+            proc.run([config.docker, "start", fake], check=True)
+            deadline = time.monotonic() + 30
+            while "listening on" not in proc.run([config.docker, "logs", fake]).stdout:
+                if time.monotonic() > deadline:
+                    raise CiparityError("the fake GitHub API did not start")
+                time.sleep(0.1)
+            rounds = [_runner_round(config, fake, i) for i in range(RUNNER_ROUNDS)]
+            app_round = _runner_round(config, fake, RUNNER_ROUNDS, app_key, APP_TOKEN_TTL + 1)
+            counted = proc.run([config.docker, "exec", fake, "python3", "-c", _COUNT_REMOVALS])
+        finally:
+            proc.run([config.docker, "rm", "-f", fake])
+    removals, left = (counted.stdout.split() + ["?", "?"])[:2]
     starts = [r[0] for r in rounds]
     stops = [r[1] for r in rounds]
 
@@ -253,14 +296,22 @@ def run_runner(config: Config, output: Path) -> list[tuple[str, str]]:
         return f"{median:.2f} s (min {min(values):.2f}, max {max(values):.2f})"
 
     rows = [
-        (f"`docker run` to the agent's run.sh started, median of {RUNNER_ROUNDS}", spread(starts)),
+        (
+            f"`docker run` to the agent's listener started, median of {RUNNER_ROUNDS}",
+            spread(starts),
+        ),
         (
             f"SIGTERM (`docker stop`) to deregistered and exited, median of {RUNNER_ROUNDS}",
             spread(stops),
         ),
         (
-            "runners deregistered (fake API: remove calls / runners)",
-            f"{removals.stdout.strip()} / {RUNNER_ROUNDS}",
+            f"GitHub App runner idle {APP_TOKEN_TTL + 1:g} s, past its installation token's"
+            f" {APP_TOKEN_TTL:g} s life: SIGTERM to deregistered and exited",
+            f"{app_round[1]:.2f} s",
+        ),
+        (
+            "runners deregistered (fake API: remove calls / runners; left registered)",
+            f"{removals} / {RUNNER_ROUNDS + 1}; {left} left",
         ),
         (f"{image} size", f"{images.image_size(config.docker, image) / 1e6:.0f} MB"),
     ]
@@ -274,5 +325,6 @@ def run_runner(config: Config, output: Path) -> list[tuple[str, str]]:
 _COUNT_REMOVALS = (
     "import json, urllib.request as u;"
     " r = json.loads(u.urlopen('http://127.0.0.1:8080/_fake/requests').read());"
-    " print(sum(1 for x in r if x['path'] == '/_agent/remove'))"
+    " left = json.loads(u.urlopen('http://127.0.0.1:8080/_fake/runners').read());"
+    " print(sum(1 for x in r if x['path'] == '/_agent/remove'), len(left))"
 )

@@ -2,12 +2,18 @@
 GitHub App exchange (RS256 JWT -> installation token). Standard library HTTP; PyJWT signs.
 
 Every failure becomes one line that says what went wrong and, for 401/403/404/422, which
-permission the credential needs. 5xx answers, rate limits and timeouts are retried with backoff.
+permission the credential needs. 5xx answers, rate limits and timeouts are retried with backoff;
+a rate limit is waited out until GitHub says it resets, unless that passes the client's deadline
+(the stop budget while deregistering). A POST that creates something (a JIT runner) is never
+retried blindly: when its answer may have been lost, what it may have made is removed first.
+An App's installation token is renewed before it expires, and once more on a 401. Redirects are
+followed only on the same https origin: credentials never go to another host or over http.
 Credentials never appear in a message: `Redactor` masks every secret this process has seen.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
 import threading
@@ -17,6 +23,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from email.message import Message
+from http.client import HTTPMessage
 from typing import Any
 
 from ciparity import __version__
@@ -26,12 +34,24 @@ API_VERSION = "2022-11-28"
 USER_AGENT = f"ciparity-runner/{__version__}"
 SCOPES = ("repo", "org", "enterprise")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# github.com's REST API lives on its own host; so does each GHE.com (data residency) tenant's.
+DOTCOM_HOSTS = ("github.com", "www.github.com")
+MAX_WAIT = 3600.0  # the longest one rate-limit wait may be (GitHub's primary window is an hour)
+SECONDARY_WAIT = (
+    60.0  # GitHub: without a retry-after, wait at least a minute after a secondary limit
+)
+# Renew an installation token when this share of its life (at most 5 minutes) is left.
+REFRESH_SHARE, REFRESH_MAX = 0.25, 300.0
 
 
 class ApiError(CiparityError):
-    """GitHub answered with an error, or did not answer at all."""
+    """GitHub answered with an error (its HTTP status kept), or did not answer at all."""
 
     exit_code = 3
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Redactor:
@@ -90,22 +110,61 @@ class Scope:
         }.get(auth_kind, "enterprise owner rights")
 
 
-def parse_url(url: str, scope_kind: str | None = None) -> tuple[Scope, str]:
-    """The scope a runner URL names, and the API base it implies (github.com or GHES)."""
-    parts = urllib.parse.urlsplit(url)
+def masked_url(url: str) -> str:
+    """The URL as it may be printed: a user name or password in it becomes ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***" if "@" in url else url
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return f"{scheme}://{netloc}{slash}{path}"
+
+
+def _split(url: str, name: str) -> urllib.parse.SplitResult:
+    """urlsplit, refusing what must not be a runner URL: userinfo, no host, a bad port."""
+    if "@" in url.partition("://")[2].partition("/")[0]:
+        raise CiparityError(
+            f"{name}={masked_url(url)} carries a user name or password: drop it; credentials go"
+            " in CIPARITY_RUNNER_TOKEN, _PAT or the App settings"
+        )
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        parts = urllib.parse.urlsplit("")
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise CiparityError(
-            f"CIPARITY_RUNNER_URL={url!r} is not a URL: expected https://github.com/OWNER/REPO,"
+            f"{name}={url!r} is not a URL: expected https://github.com/OWNER/REPO,"
             " https://github.com/ORG or https://github.com/enterprises/ENTERPRISE"
         )
     if parts.scheme == "http" and parts.hostname not in LOOPBACK:
-        raise CiparityError(f"CIPARITY_RUNNER_URL={url!r} must use https (tokens travel on it)")
+        raise CiparityError(f"{name}={url!r} must use https (tokens travel on it)")
+    return parts
+
+
+def api_base(parts: urllib.parse.SplitResult) -> str:
+    """The REST API base a github.com, GHE.com or GitHub Enterprise Server URL implies."""
+    host = (parts.hostname or "").lower()
+    if host in DOTCOM_HOSTS:
+        return "https://api.github.com"
+    if host.endswith(".ghe.com"):
+        return f"https://api.{host}"
+    return f"{parts.scheme}://{parts.netloc}/api/v3"
+
+
+def parse_url(url: str, scope_kind: str | None = None) -> tuple[Scope, str, str]:
+    """The scope a runner URL names, the API base it implies, and the URL config.sh gets
+    (`https://github.com/orgs/X` is the organisation X, which the agent knows as /X)."""
+    parts = _split(url, "CIPARITY_RUNNER_URL")
     segments = [s for s in parts.path.split("/") if s]
     if len(segments) == 2 and segments[0] == "enterprises":
         inferred = Scope("enterprise", segments[1])
+    elif len(segments) == 2 and segments[0] == "orgs":
+        inferred = Scope("org", segments[1])
     elif len(segments) == 2:
         inferred = Scope("repo", "/".join(segments))
-    elif len(segments) == 1 and segments[0] != "enterprises":
+    elif len(segments) == 1 and segments[0] not in ("enterprises", "orgs"):
         inferred = Scope("org", segments[0])
     else:
         raise CiparityError(
@@ -116,18 +175,14 @@ def parse_url(url: str, scope_kind: str | None = None) -> tuple[Scope, str]:
             f"CIPARITY_RUNNER_SCOPE={scope_kind} but CIPARITY_RUNNER_URL names"
             f" {inferred.describe()}"
         )
-    origin = f"{parts.scheme}://{parts.netloc}"
-    api = "https://api.github.com" if parts.hostname == "github.com" else origin + "/api/v3"
-    return inferred, api
+    path = f"enterprises/{inferred.path}" if inferred.kind == "enterprise" else inferred.path
+    return inferred, api_base(parts), f"{parts.scheme}://{parts.netloc}/{path}"
 
 
 def check_api_url(api_url: str) -> str:
-    parts = urllib.parse.urlsplit(api_url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise CiparityError(f"CIPARITY_RUNNER_API_URL={api_url!r} is not an http(s) URL")
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK:
-        raise CiparityError(f"CIPARITY_RUNNER_API_URL={api_url!r} must use https")
-    return api_url.rstrip("/")
+    """CIPARITY_RUNNER_API_URL checked like the runner URL (https, no userinfo)."""
+    parts = _split(api_url, "CIPARITY_RUNNER_API_URL")
+    return urllib.parse.urlunsplit(parts).rstrip("/")
 
 
 @dataclass
@@ -170,6 +225,38 @@ def check_app_key(private_key: str) -> None:
         ) from None
 
 
+class Redirected(ApiError):
+    """GitHub answered with a redirect that must not be followed with credentials."""
+
+
+class _SameOrigin(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only for GET and only on the same origin: urllib would otherwise
+    send the Authorization header to any host the answer names, even over plain http."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        where = f"{new.scheme}://{new.hostname}" + (f":{new.port}" if new.port else "")
+        if (new.scheme, new.hostname, new.port) != (old.scheme, old.hostname, old.port):
+            raise Redirected(
+                f"GitHub API {req.get_method()} {old.path} answered {code} redirecting to"
+                f" {masked_url(where)}: not followed, the credential would go to another origin"
+            )
+        if req.get_method() != "GET":
+            raise Redirected(
+                f"GitHub API {req.get_method()} {old.path} answered {code} (a redirect):"
+                " not followed for a call that changes something"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 @dataclass
 class Client:
     """Calls the GitHub API for one scope with one credential, retrying what is transient."""
@@ -183,7 +270,15 @@ class Client:
     delay: float = 1.0
     log: Callable[[str], None] = print
     sleep: Callable[[float], None] = time.sleep
+    # time.monotonic() by which every call must be done (None: no deadline). While stopping it
+    # is the stop budget: a rate limit that resets later fails now instead of outliving it.
+    deadline: float | None = None
     _bearer: str = field(default="", init=False)
+    _renew_at: float = field(default=0.0, init=False)
+    _installation: str = field(default="", init=False)
+    _opener: urllib.request.OpenerDirector = field(
+        default_factory=lambda: urllib.request.build_opener(_SameOrigin), init=False
+    )
 
     # --- the endpoints -------------------------------------------------------------------------
 
@@ -196,6 +291,8 @@ class Client:
     def jit_config(
         self, name: str, labels: Iterable[str], group_id: int, work_folder: str
     ) -> tuple[int, str]:
+        """A JIT runner named `name`. The POST creates it: when an answer may have been lost,
+        a runner of that name is deleted before the next try, so none is left behind."""
         body = {
             "name": name,
             "runner_group_id": group_id,
@@ -203,14 +300,42 @@ class Client:
             "work_folder": work_folder,
         }
         answer = self.request(
-            "POST", f"{self.scope.api_prefix}/actions/runners/generate-jitconfig", body
+            "POST",
+            f"{self.scope.api_prefix}/actions/runners/generate-jitconfig",
+            body,
+            idempotent=False,
+            undo=lambda: self.delete_runner_named(name),
         )
         config = str(answer["encoded_jit_config"])
         self.redact.add(config)
         return int(answer["runner"]["id"]), config
 
-    def delete_runner(self, runner_id: int) -> None:
-        self.request("DELETE", f"{self.scope.api_prefix}/actions/runners/{runner_id}")
+    def delete_runner(self, runner_id: int) -> bool:
+        """Delete a runner; False when GitHub no longer has it (404), which is fine."""
+        try:
+            self.request("DELETE", f"{self.scope.api_prefix}/actions/runners/{runner_id}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def delete_runner_named(self, name: str) -> list[int]:
+        """Delete every runner of this scope called `name` (a JIT runner whose creation we
+        cannot be sure of); the ids deleted."""
+        query = urllib.parse.urlencode({"name": name})
+        found = self.request("GET", f"{self.scope.api_prefix}/actions/runners?{query}")
+        ids = [
+            int(r["id"])
+            for r in (found.get("runners") or [] if isinstance(found, dict) else [])
+            if isinstance(r, dict) and r.get("name") == name
+        ]
+        deleted = [i for i in ids if self.delete_runner(i)]
+        for runner_id in deleted:
+            self.log(
+                f"deleted runner {name} (id {runner_id}), made by a call whose answer was lost"
+            )
+        return deleted
 
     def _token(self, which: str) -> str:
         path = f"{self.scope.api_prefix}/actions/runners/{which}"
@@ -224,20 +349,25 @@ class Client:
     # --- credentials ---------------------------------------------------------------------------
 
     def bearer(self) -> str:
-        """The token scope calls carry: the PAT, or an App installation token fetched once."""
-        if self._bearer:
-            return self._bearer
+        """The token scope calls carry: the PAT, or an App installation token, renewed while a
+        quarter of its life (at most 5 minutes) is left, since GitHub expires it after an hour."""
         if self.auth.kind == "pat":
-            self._bearer = self.auth.secret
+            return self.auth.secret
+        if self._bearer and time.monotonic() < self._renew_at:
             return self._bearer
         jwt_token = app_jwt(self.auth.app_id, self.auth.secret)
         self.redact.add(jwt_token)
-        installation = self.auth.installation_id or self._installation_id(jwt_token)
+        if not self._installation:
+            self._installation = self.auth.installation_id or self._installation_id(jwt_token)
         answer = self.request(
-            "POST", f"/app/installations/{installation}/access_tokens", bearer=jwt_token
+            "POST", f"/app/installations/{self._installation}/access_tokens", bearer=jwt_token
         )
-        self._bearer = str(answer["token"])
+        if not isinstance(answer, dict) or not isinstance(answer.get("token"), str):
+            raise ApiError("GitHub API POST .../access_tokens answered without a token")
+        self._bearer = answer["token"]
         self.redact.add(self._bearer)
+        life = _seconds_until(answer.get("expires_at"))
+        self._renew_at = time.monotonic() + life - min(life * REFRESH_SHARE, REFRESH_MAX)
         return self._bearer
 
     def _installation_id(self, jwt_token: str) -> str:
@@ -262,12 +392,24 @@ class Client:
     # --- HTTP ----------------------------------------------------------------------------------
 
     def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None, bearer: str = ""
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        bearer: str = "",
+        *,
+        idempotent: bool = True,
+        undo: Callable[[], object] | None = None,
     ) -> Any:
-        """One API call, with retries for 5xx, rate limits, timeouts and refused connections."""
+        """One API call, with retries for 5xx, rate limits, timeouts and refused connections.
+
+        A call that is not idempotent is retried only when it surely did nothing (a refused
+        connection, a rate limit), or after `undo` removed what a lost answer may have made."""
         url = self.api_url + path
         data = None if body is None else json.dumps(body).encode()
-        for attempt in range(1, self.attempts + 1):
+        attempt, renewed, doubtful = 0, False, False
+        while True:
+            attempt += 1
             headers = {
                 "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": API_VERSION,
@@ -279,7 +421,7 @@ class Client:
             req = urllib.request.Request(url, data=data, headers=headers, method=method)
             try:
                 # The scheme was checked to be http(s) when the settings were read.
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # nosec B310
+                with self._opener.open(req, timeout=self._timeout(method, path)) as resp:
                     raw = resp.read()
                 try:
                     return json.loads(raw) if raw else {}
@@ -287,10 +429,24 @@ class Client:
                     raise ApiError(f"GitHub API {method} {path} answered with no JSON") from None
             except urllib.error.HTTPError as exc:
                 status, message = exc.code, _message(exc)
-                retry_after = _retry_after(exc)
-                if not _transient(status, exc) or attempt == self.attempts:
-                    raise self._explain(method, path, status, message, attempt) from None
+                if status == 401 and not bearer and self.auth.kind == "app" and not renewed:
+                    # Expired early (a clock apart, a revoked token): one new token, one retry.
+                    self.log(f"{method} {path}: installation token refused (401); renewing it")
+                    self._bearer, renewed = "", True
+                    attempt -= 1
+                    continue
+                limited = _rate_limit(status, exc.headers, message)
+                retry = status >= 500 or limited is not None or (status == 409 and doubtful)
+                # A rate limit refuses the call before doing it; a 5xx may come after it.
+                unsure = status >= 500 or status == 409
+                if not retry or attempt >= self.attempts:
+                    if retry and unsure:
+                        self._undo(undo)
+                    raise self._explain(method, path, status, message, attempt, limited) from None
                 problem = f"{status} {message}"
+                if limited is not None:
+                    problem = f"{limited[0]}: {problem}"
+                wait = limited[1] if limited else None
             except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError) as exc:
                 reason = getattr(exc, "reason", exc)
                 timed_out = isinstance(reason, (TimeoutError, socket.timeout))
@@ -299,43 +455,92 @@ class Client:
                     if timed_out
                     else f"unreachable ({reason})"
                 )
-                retry_after = None
-                if attempt == self.attempts:
+                # Refused: nothing was sent. Anything else may have reached GitHub.
+                unsure = not isinstance(reason, ConnectionRefusedError)
+                if attempt >= self.attempts:
+                    if unsure:
+                        self._undo(undo)
                     raise ApiError(
                         f"GitHub API {self.api_url} {problem}, {attempt} attempts:"
                         " check the network, proxy and CIPARITY_RUNNER_API_URL"
                     ) from None
-            wait = (
-                retry_after
-                if retry_after is not None
-                else min(self.delay * 2 ** (attempt - 1), 30.0)
+                wait = None
+            if unsure and not idempotent:
+                if undo is None:
+                    raise ApiError(
+                        f"GitHub API {method} {path}: {problem}; not retried, it may have"
+                        " been done"
+                    )
+                doubtful = True
+                undo()
+            if wait is None:
+                wait = min(self.delay * 2 ** (attempt - 1), 30.0)
+            self._pause(method, path, problem, wait)
+
+    def _undo(self, undo: Callable[[], object] | None) -> None:
+        """Giving up on a call that may have been done: undo it, best effort."""
+        if undo is None:
+            return
+        try:
+            undo()
+        except ApiError as exc:
+            self.log(f"could not undo what a lost answer may have made: {exc.message}")
+
+    def _timeout(self, method: str, path: str) -> float:
+        """The socket timeout of one attempt: the setting, or less when the deadline is near."""
+        if self.deadline is None:
+            return self.timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise ApiError(f"GitHub API {method} {path}: out of time (the stop budget is spent)")
+        return min(self.timeout, left)
+
+    def _pause(self, method: str, path: str, problem: str, wait: float) -> None:
+        if self.deadline is not None and time.monotonic() + wait > self.deadline:
+            raise ApiError(
+                self.redact(
+                    f"GitHub API {method} {path}: {problem}; waiting {wait:.0f} s more would"
+                    " outlast the stop budget: giving up"
+                )
             )
-            self.log(self.redact(f"{method} {path}: {problem}; retrying in {wait:g} s"))
-            self.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+        self.log(self.redact(f"{method} {path}: {problem}; retrying in {wait:g} s"))
+        self.sleep(wait)
 
     def _explain(
-        self, method: str, path: str, status: int, message: str, attempts: int
+        self,
+        method: str,
+        path: str,
+        status: int,
+        message: str,
+        attempts: int,
+        limited: tuple[str, float | None] | None = None,
     ) -> ApiError:
         what = self.scope.describe()
         kind = self.auth.kind
         need = self.scope.permission(kind)
         cred = self.auth.describe()
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        if limited is not None:
+            limit = (
+                f"GitHub API {method} {path}: {limited[0]}{tries} ({status} {message}); the"
+                f" {cred} is fine, try again later"
+            )
+            return ApiError(self.redact(limit), status=status)
         if path.startswith("/app/"):
             need = "a valid App id and private key, and the App installed on " + what
-        text = {
+        text: str | None = {
             401: f"GitHub rejected the {cred} (401 {message}): it is wrong, expired or revoked;"
             f" registering runners for {what} needs {need}",
             403: f"the {cred} may not manage runners of {what} (403 {message}): it needs {need}",
             404: f"{what} was not found (404 {message}): check CIPARITY_RUNNER_URL, or the"
             f" {cred} cannot see it: it needs {need}",
+            409: f"GitHub refused {method} {path} (409 {message}): a runner of that name exists",
             422: f"GitHub refused {method} {path} (422 {message}): check the runner name, labels"
             f" and group; registering runners for {what} needs {need}",
         }.get(status)
         if text is None:
-            tries = f" after {attempts} attempts" if attempts > 1 else ""
             text = f"GitHub API {method} {path} failed{tries}: {status} {message}"
-        return ApiError(self.redact(text))
+        return ApiError(self.redact(text), status=status)
 
 
 def _message(exc: urllib.error.HTTPError) -> str:
@@ -353,17 +558,47 @@ def _message(exc: urllib.error.HTTPError) -> str:
     return message.strip() or str(exc.reason)
 
 
-def _rate_limited(exc: urllib.error.HTTPError) -> bool:
-    return exc.headers.get("x-ratelimit-remaining") == "0" or "retry-after" in exc.headers
-
-
-def _transient(status: int, exc: urllib.error.HTTPError) -> bool:
-    return status >= 500 or status == 429 or (status == 403 and _rate_limited(exc))
-
-
-def _retry_after(exc: urllib.error.HTTPError) -> float | None:
-    value = exc.headers.get("retry-after")
+def _number(value: str | None) -> float | None:
+    """A header's number of seconds; None when absent, not a number, negative or not finite."""
     try:
-        return min(float(value), 60.0) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    if seconds is None or not 0 <= seconds < float("inf"):
+        return None
+    return seconds
+
+
+def _rate_limit(status: int, headers: Message, message: str) -> tuple[str, float | None] | None:
+    """Which rate limit refused a call, and how long to wait before the next one (GitHub's
+    documented order: retry-after, then x-ratelimit-reset when none is left, then a minute for a
+    secondary limit); None when the answer is no rate limit."""
+    if status not in (403, 429):
+        return None
+    retry_after = _number(headers.get("retry-after"))
+    secondary = "secondary rate limit" in message.lower()
+    exhausted = headers.get("x-ratelimit-remaining") == "0"
+    if not (secondary or exhausted or status == 429 or retry_after is not None):
+        return None
+    name = "GitHub's secondary rate limit" if secondary else "GitHub's API rate limit"
+    reset = _number(headers.get("x-ratelimit-reset"))
+    if retry_after is not None:
+        wait = retry_after
+    elif exhausted and reset is not None:
+        wait = reset - time.time() + 1
+        when = dt.datetime.fromtimestamp(reset, dt.timezone.utc).strftime("%H:%M:%S UTC")
+        name += f" (resets {when})"
+    elif secondary:
+        wait = SECONDARY_WAIT
+    else:
+        return name, None  # no hint: the usual back-off
+    return name, min(max(wait, 0.0), MAX_WAIT)
+
+
+def _seconds_until(expires_at: Any) -> float:
+    """Seconds until an ISO 8601 `expires_at`; an hour (GitHub's lifetime) when unreadable."""
+    try:
+        moment = dt.datetime.fromisoformat(str(expires_at).replace("Z", "+00:00"))
+        return max(moment.timestamp() - time.time(), 0.0)
+    except ValueError:
+        return 3600.0

@@ -7,8 +7,15 @@ hands over to run.sh: the controller registered the runner, and GitHub removes i
 
 Lifecycle of a registered (non-JIT) runner:
   token -> config.sh (token passed in the environment, never on argv) -> run.sh, supervised ->
-  on SIGTERM/SIGINT the signal goes to run.sh -> once it has exited, `config.sh remove`, exactly
-  once, unless the agent already unregistered itself (an ephemeral runner after its job).
+  on SIGTERM/SIGINT the signal goes to run.sh -> once it and every process of its session (the
+  listener and a job run in process groups of their own) have ended, or been killed after the
+  stop timeout, `config.sh remove`, exactly once, unless the agent already unregistered itself
+  (an ephemeral runner after its job).
+
+run.sh exits 0 for a finished job and also for a listener that cannot work (runner not found, a
+session conflict, a deprecated version: run-helper.sh maps those to 0), so the listener's own
+exit, which run-helper.sh prints and _diag records, decides whether the runner failed.
+A stop always ends within `worst_case_stop(settings)` seconds, printed at start.
 """
 
 from __future__ import annotations
@@ -61,6 +68,32 @@ FOREIGN = (
     " DISABLE_AUTO_UPDATE RUNNER_NAME_PREFIX RUNNER_WORKDIR RUNNER_GROUP APP_ID APP_PRIVATE_KEY"
     " APP_LOGIN"
 ).split()
+# After the stop timeout the agent is killed; this long is allowed for it to vanish.
+KILL_GRACE = 5.0
+# `config.sh remove` is killed after this long (the real one retries on its own for minutes).
+REMOVE_TIMEOUT = 30.0
+MARGIN = 5.0  # starting scripts, reading files: what the budget does not itemise
+# run-helper.sh's line for each listener exit code (actions/runner v2.336.0, its template).
+HELPER_LINES = (
+    (re.compile(r"Runner listener exit with 0 return code"), 0),
+    (re.compile(r"Runner listener exit with terminated error"), 1),
+    (re.compile(r"Runner listener exit with retryable error"), 2),
+    (re.compile(r"Runner listener exit because of updating"), 3),
+    (re.compile(r"Runner listener exit with Session Conflict error"), 5),
+    (re.compile(r"Runner listener exit with deprecated version exit code: (\d+)"), -1),
+    (re.compile(r"Exiting with unknown error code: (-?\d+)"), -1),
+)
+LISTENER_CODES = {
+    1: "terminated error",
+    2: "retryable error",
+    3: "updating",
+    4: "updating",
+    5: "session conflict: another listener uses this runner",
+    6: "configuration refreshed",
+    7: "deprecated agent version: build the image with a newer one",
+}
+_DIAG_DONE = re.compile(r"Runner execution has finished with return code (-?\d+)")
+_DIAG_ERROR = re.compile(r"^\[[^\]]* ERR +\w+\] (.*)$")
 # The labels the agent gives itself; config.sh adds them, a JIT config must list them.
 ARCH_LABELS = {"x86_64": "X64", "amd64": "X64", "aarch64": "ARM64", "arm64": "ARM64"}
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -117,13 +150,27 @@ class Settings:
         return extra if self.no_default_labels else defaults + extra
 
     def secrets(self) -> list[str]:
+        """Every credential in these settings, for the redactor."""
         found = [self.token, self.jitconfig]
         if self.auth is not None:
             found.append(self.auth.secret)
         return [s for s in found if s]
 
 
+def api_budget(settings: Settings) -> float:
+    """Seconds the API calls of a stop may take: one call's every attempt with its back-off."""
+    backoff = sum(min(settings.retry_delay * 2.0**i, 30.0) for i in range(settings.attempts - 1))
+    return float(settings.attempts * settings.timeout + backoff)
+
+
+def worst_case_stop(settings: Settings) -> float:
+    """Seconds from a stop signal to the entrypoint's exit, at worst: the agent's stop timeout,
+    killing it, the API calls (one deadline), `config.sh remove` (killed after its timeout)."""
+    return settings.stop_timeout + KILL_GRACE + api_budget(settings) + REMOVE_TIMEOUT + MARGIN
+
+
 def default_labels() -> tuple[str, ...]:
+    """The labels the agent gives itself on this machine."""
     machine = platform.machine().lower()
     return ("self-hosted", "Linux", ARCH_LABELS.get(machine, machine.upper()))
 
@@ -249,7 +296,7 @@ def read_settings(environ: Mapping[str, str], agent_dir: str = "/home/runner") -
             " or https://github.com/enterprises/ENTERPRISE"
         )
     if settings.url:
-        parsed_scope, api_url = parse_url(settings.url, scope)
+        parsed_scope, api_url, settings.url = parse_url(settings.url, scope)
         settings.scope_kind, settings.scope_path = parsed_scope.kind, parsed_scope.path
         settings.api_url = check_api_url(get("API_URL") or api_url)
         if parsed_scope.kind == "enterprise" and settings.auth and settings.auth.kind == "app":
@@ -302,6 +349,72 @@ def read_settings(environ: Mapping[str, str], agent_dir: str = "/home/runner") -
     return settings
 
 
+def session_members(sid: int) -> list[int]:
+    """Live processes of session `sid`: run.sh (started as a session leader), run-helper.sh and
+    the listener (which `set -m` puts in a process group of their own) and a job's processes,
+    also those orphaned when run.sh died first. Zombies are gone already: they only wait to be
+    reaped by PID 1."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = raw[raw.rfind(")") + 2 :].split()
+        if len(fields) > 3 and fields[0] != "Z" and fields[3] == str(sid):
+            found.append(int(entry.name))
+    return found
+
+
+def _signal_all(pids: Sequence[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+@dataclass
+class AgentStatus:
+    """How the listener ended, as run-helper.sh printed it (or _diag recorded it)."""
+
+    code: int | None = None
+    error: str = ""
+
+    def note(self, line: str) -> None:
+        """Read one line of run.sh's output (the pump thread calls this)."""
+        text = line.strip()
+        if "An error occurred:" in text:
+            self.error = text[text.index("An error occurred:") :]
+        for pattern, code in HELPER_LINES:
+            found = pattern.search(text)
+            if found:
+                self.code = int(found.group(1)) if code == -1 else code
+
+    def read_diag(self, diag: Path, since: float) -> None:
+        """The listener's own trace, when run.sh's output said nothing (a quiet run.sh)."""
+        try:
+            logs = [f for f in diag.glob("Runner_*-utc.log") if f.stat().st_mtime >= since]
+        except OSError:
+            return
+        for log in sorted(logs, key=lambda f: f.stat().st_mtime):
+            for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+                done, failed = _DIAG_DONE.search(line), _DIAG_ERROR.match(line)
+                if done:
+                    self.code = int(done.group(1))
+                if failed:
+                    self.error = failed.group(1).strip()
+
+    def problem(self) -> str:
+        """'' for a listener that ended well (or said nothing), else what went wrong."""
+        if self.code in (None, 0):
+            return ""
+        assert self.code is not None  # nosec B101
+        meaning = LISTENER_CODES.get(self.code, "unknown error")
+        detail = f": {self.error}" if self.error else ""
+        return f"its listener exited with code {self.code} ({meaning}){detail}"
+
+
 @dataclass
 class Runner:
     """One run of the entrypoint: registration, the supervised agent, deregistration."""
@@ -313,6 +426,7 @@ class Runner:
     signalled: int = 0
     registered: bool = False
     deregistered: bool = False
+    status: AgentStatus = field(default_factory=AgentStatus)
     _child: subprocess.Popen[bytes] | None = None
     _interruptible: bool = False
 
@@ -327,7 +441,9 @@ class Runner:
 
     def _pump(self, stream: IO[bytes]) -> None:
         for raw in iter(stream.readline, b""):
-            self.out.write(self.redact(raw.decode("utf-8", "replace")))
+            line = raw.decode("utf-8", "replace")
+            self.status.note(line)
+            self.out.write(self.redact(line))
             self.out.flush()
 
     # --- the agent -----------------------------------------------------------------------------
@@ -339,6 +455,8 @@ class Runner:
         """The environment the agent and its jobs see: no CIPARITY_RUNNER_* setting, no secret."""
         env = {k: v for k, v in self.environ.items() if not k.startswith(PREFIX)}
         env.pop(ARC_JITCONFIG, None)
+        # A deprecated agent then exits 7 instead of a 0 that looks like a finished job.
+        env["ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE"] = "1"
         for key, value in inputs.items():
             env["ACTIONS_RUNNER_INPUT_" + key.upper()] = value
         return env
@@ -356,15 +474,45 @@ class Runner:
             start_new_session=True,
         )
 
-    def run_script(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
-        """Run config.sh to the end; signals meanwhile are only noted, never cut it short."""
+    def run_script(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        timeout: float | None = None,
+        stop_grace: float | None = None,
+    ) -> int:
+        """Run config.sh to the end: a signal meanwhile is only noted, it does not cut it short.
+        It is killed, with all it started, after `timeout`, or `stop_grace` after a stop."""
         child = self._spawn(argv, env)
         assert child.stdout is not None  # nosec B101
-        self._pump(child.stdout)
-        return child.wait()
+        pump = threading.Thread(target=self._pump, args=(child.stdout,), daemon=True)
+        pump.start()
+        started, stopped_at = time.monotonic(), 0.0
+        while True:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = child.wait(timeout=0.1)
+                break
+            now = time.monotonic()
+            if self.signalled and not stopped_at:
+                stopped_at = now
+            late = timeout is not None and now > started + timeout
+            if stop_grace is not None and stopped_at and now > stopped_at + stop_grace:
+                late = True
+            if late:
+                what = " ".join(Path(a).name for a in argv[:2] if not a.startswith("-"))
+                self.log(f"{what} takes too long: killing it")
+                self._kill_session(child.pid)
+                code = child.wait()
+                break
+        pump.join(timeout=5)
+        return code
 
     def supervise(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
-        """Run run.sh until it exits; a stop signal is passed on, then waited for, then enforced."""
+        """Run run.sh until it and every process of its session have ended. A stop signal is
+        passed on to run.sh; what outlives run.sh gets SIGTERM; whatever still runs the stop
+        timeout after the stop is killed, and is waited for."""
+        self.status = AgentStatus()
+        started = time.time()
         child = self._spawn(argv, env)
         self._child = child
         assert child.stdout is not None  # nosec B101
@@ -372,24 +520,57 @@ class Runner:
         pump.start()
         if self.signalled:  # a stop arrived while run.sh was being started
             self._forward(self.signalled)
+        code = self._wait_for_the_tree(child)
+        pump.join(timeout=5)
+        self._child = None
+        if self.status.code is None:
+            self.status.read_diag(self.settings.agent_dir / "_diag", started - 1)
+        return code
+
+    def _wait_for_the_tree(self, child: subprocess.Popen[bytes]) -> int:
         deadline = 0.0
+        code: int | None = None
+        left: list[int] = []
         while True:
-            try:
-                code = child.wait(timeout=0.1)
-                break
-            except subprocess.TimeoutExpired:
-                pass
+            if code is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    code = child.wait(timeout=0.1)
+            else:
+                time.sleep(0.1)
+            if code is not None:
+                survivors = session_members(child.pid)
+                if not survivors:
+                    return code
+                if not left:
+                    # Without RUNNER_MANUALLY_TRAP_SIG a signal kills run.sh alone: the rest
+                    # must be told too, or `config.sh remove` races a connected listener.
+                    self.log(f"run.sh has exited; stopping {len(survivors)} agent process(es) left")
+                    _signal_all(survivors, signal.SIGTERM)
+                    deadline = deadline or time.monotonic() + self.settings.stop_timeout
+                left = survivors
             if self.signalled and not deadline:
                 deadline = time.monotonic() + self.settings.stop_timeout
             if deadline and time.monotonic() > deadline:
                 self.log(
-                    f"run.sh still runs {self.settings.stop_timeout:g} s after the stop: killing it"
+                    f"the agent still runs {self.settings.stop_timeout:g} s after the stop:"
+                    " killing it and everything it started"
                 )
-                os.killpg(child.pid, signal.SIGKILL)  # its whole session, helpers included
-                deadline = float("inf")
-        pump.join(timeout=5)
-        self._child = None
-        return code
+                self._kill_session(child.pid)
+                return child.wait() if code is None else code
+
+    def _kill_session(self, sid: int) -> None:
+        """SIGKILL every process of the session, then wait (KILL_GRACE at most) until none is
+        left, so nothing of the agent runs on when the runner is removed."""
+        deadline = time.monotonic() + KILL_GRACE
+        while True:
+            survivors = session_members(sid)
+            if not survivors:
+                return
+            if time.monotonic() > deadline:
+                self.log(f"processes {survivors} of the agent survive SIGKILL")
+                return
+            _signal_all(survivors, signal.SIGKILL)
+            time.sleep(0.05)
 
     def _forward(self, signum: int) -> None:
         child = self._child
@@ -421,6 +602,7 @@ class Runner:
     # --- lifecycle -----------------------------------------------------------------------------
 
     def client(self) -> Client:
+        """The API client for these settings (a PAT or an App)."""
         s = self.settings
         assert s.auth is not None  # nosec B101
         return Client(
@@ -435,6 +617,7 @@ class Runner:
         )
 
     def check_agent(self) -> None:
+        """Raise AgentError when the agent's scripts are not there."""
         for name in ("config.sh", "run.sh"):
             path = self.script(name)
             if not os.access(path, os.X_OK):
@@ -444,9 +627,11 @@ class Runner:
                 )
 
     def configured(self) -> bool:
+        """Whether the agent folder holds a registration (.runner)."""
         return self.script(".runner").exists()
 
     def main(self) -> int:
+        """Register, run and deregister; the exit code."""
         s = self.settings
         self.check_agent()
         if s.mode in ("jit", "jitconfig"):
@@ -471,47 +656,83 @@ class Runner:
         try:
             kind = "ephemeral" if s.ephemeral else "persistent"
             self.log(f"registering {s.name} ({kind}) with {s.url}")
-            code = self.run_script(argv, self.child_env(token=token))
-            if code != 0:
-                raise AgentError(f"config.sh failed with exit code {code}: not registered")
-            self.registered = True
+            # A stop meanwhile gives it what it gives the agent: the stop timeout and the kill.
+            grace = s.stop_timeout + KILL_GRACE
+            code = self.run_script(argv, self.child_env(token=token), stop_grace=grace)
+            # Even a config.sh cut short may have registered the runner: then it is removed.
+            self.registered = code == 0 or self.configured()
             if self.signalled:
                 return self.stopped()
+            if code != 0:
+                raise AgentError(f"config.sh failed with exit code {code}: not registered")
             self.log(f"starting run.sh for {s.name}")
             code = self.supervise([str(self.script("run.sh"))], self.child_env())
             if self.signalled:
                 return self.stopped()
-            self.log(f"run.sh exited with code {code}")
-            return exit_code(code)
+            return self.finished(code)
         finally:
             self.deregister(client)
 
+    def finished(self, code: int) -> int:
+        """run.sh ended by itself: its exit code, unless the listener says it failed."""
+        self.log(f"run.sh exited with code {code}")
+        problem = self.status.problem()
+        if problem and code == 0:
+            raise AgentError(
+                f"the runner agent cannot work: {problem}; run.sh exited 0 all the same, as"
+                " actions/runner's run-helper.sh does, so this is no finished job"
+            )
+        return exit_code(code)
+
     def stopped(self) -> int:
+        """The exit after a stop signal."""
         self.log(f"stopped by {signal.Signals(self.signalled).name}")
         return 0
 
     def run_jit(self) -> int:
+        """Run a JIT runner: a given config, or one generated here, which is deleted again
+        unless it finished its job (then GitHub removed it)."""
         s = self.settings
         config, runner_id = s.jitconfig, 0
-        if not config:
-            with self.interruptible():
-                runner_id, config = self.client().jit_config(
-                    s.name, s.all_labels(), s.group_id, s.workdir
-                )
-            self.log(f"generated a JIT config for {s.name} (runner id {runner_id})")
-        self.log("starting run.sh with a JIT config: GitHub removes the runner after its job")
-        code = self.supervise([str(self.script("run.sh"))], self.child_env(jitconfig=config))
-        if not self.signalled:
-            return exit_code(code)
-        if runner_id:
-            # Stopped before or during its job: a generated runner is ours to remove.
-            try:
-                self.client().delete_runner(runner_id)
-                self.log(f"removed {s.name} (runner id {runner_id})")
-            except ApiError as exc:
-                if "(404" not in exc.message:  # gone already: GitHub removed it after its job
+        client = self.client() if not config else None
+        done = False
+        try:
+            if client is not None:
+                try:
+                    with self.interruptible():
+                        runner_id, config = client.jit_config(
+                            s.name, s.all_labels(), s.group_id, s.workdir
+                        )
+                except Interrupted:
+                    # The stop may have cut the POST short after GitHub made the runner.
+                    found, runner_id = runner_id, 0
+                    self._delete_jit(client, found)
                     raise
-        return self.stopped()
+                self.log(f"generated a JIT config for {s.name} (runner id {runner_id})")
+            self.log("starting run.sh with a JIT config: GitHub removes the runner after its job")
+            code = self.supervise([str(self.script("run.sh"))], self.child_env(jitconfig=config))
+            if self.signalled:
+                return self.stopped()
+            result = self.finished(code)
+            done = result == 0 and not self.configured()
+            return result
+        finally:
+            if client is not None and runner_id and not done:
+                self._delete_jit(client, runner_id)
+
+    def _delete_jit(self, client: Client, runner_id: int) -> None:
+        """Delete the JIT runner this start generated; by name when a stop cut the POST short
+        (GitHub may have made it without our hearing its id)."""
+        client.deadline = time.monotonic() + api_budget(self.settings)
+        name = self.settings.name
+        try:
+            if runner_id:
+                if client.delete_runner(runner_id):
+                    self.log(f"removed {name} (runner id {runner_id})")
+            elif client.delete_runner_named(name):
+                self.log(f"removed {name}, made by a request the stop cut short")
+        except ApiError as exc:
+            raise ApiError(f"{exc.message}; remove {name} in GitHub's runner settings") from None
 
     def remove_stale(self, client: Client | None) -> None:
         """A .runner left by an earlier start of this container: unregister it, or forget it."""
@@ -520,7 +741,9 @@ class Runner:
             with self.interruptible():
                 token = client.remove_token() if client else self.settings.token
             code = self.run_script(
-                [str(self.script("config.sh")), "remove"], self.child_env(token=token)
+                [str(self.script("config.sh")), "remove"],
+                self.child_env(token=token),
+                timeout=REMOVE_TIMEOUT,
             )
         except ApiError as exc:
             self.log(f"could not get a remove token: {exc.message}")
@@ -534,7 +757,7 @@ class Runner:
 
     def deregister(self, client: Client | None) -> None:
         """`config.sh remove`, at most once, and only for a runner this start registered that
-        is still registered."""
+        is still registered; its API calls share one deadline, config.sh has a timeout."""
         if self.deregistered or not self.registered:
             return
         self.deregistered = True
@@ -543,9 +766,19 @@ class Runner:
             return
         # Without a PAT or App, the registration token is the only credential: GitHub accepts it
         # for removal while it is valid (one hour).
-        token = client.remove_token() if client else self.settings.token
+        if client is not None:
+            client.deadline = time.monotonic() + api_budget(self.settings)
+        try:
+            token = client.remove_token() if client else self.settings.token
+        except ApiError as exc:
+            raise ApiError(
+                f"{exc.message}; {self.settings.name} is still registered: remove it in GitHub's"
+                " runner settings"
+            ) from None
         code = self.run_script(
-            [str(self.script("config.sh")), "remove"], self.child_env(token=token)
+            [str(self.script("config.sh")), "remove"],
+            self.child_env(token=token),
+            timeout=REMOVE_TIMEOUT,
         )
         if code != 0:
             raise AgentError(
@@ -592,6 +825,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     previous = {
         sig: signal.signal(sig, runner.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
     }
+    budget = math.ceil(worst_case_stop(settings))
+    # Also the line tests wait for: from here on a stop signal is handled.
+    runner.log(f"ready; a stop (SIGTERM) ends within {budget} s: give docker stop -t {budget + 1}")
     try:
         return runner.main()
     except CiparityError as exc:

@@ -4,20 +4,25 @@ Each runner is a container of the self-hosted image. Its settings are the host's
 variables, checked here before any container starts. Credentials never go on a command line or
 into `docker inspect`: they are copied into the created container as a file only uid 1001 can read,
 which the entrypoint deletes after reading. A runner that finishes its job exits; a fresh
-container takes its place, so every job starts clean. Ctrl-C or SIGTERM stops them all: each
-entrypoint deregisters its runner before its container exits.
+container takes its place, so every job starts clean (so a pool is always ephemeral). Ctrl-C,
+SIGTERM or SIGHUP (a closed terminal) stops them all: each entrypoint deregisters its runner
+before its container exits, within the stop timeout computed from the settings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import secrets
+import signal
 import sys
 import tarfile
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import IO
 
 from ciparity import container, images, proc, runner
@@ -58,6 +63,11 @@ def plan(config: Config, environ: Mapping[str, str], replicas: int, network: str
             "a JIT config registers exactly one runner once: for `invoke runners` use"
             f" {runner.PREFIX}PAT or a GitHub App (with {runner.PREFIX}JIT=true for JIT runners)"
         )
+    if not settings.ephemeral:
+        raise ConfigError(
+            f"{runner.PREFIX}EPHEMERAL=false: `invoke runners` gives every job a fresh container,"
+            " so its runners are ephemeral; drop the setting"
+        )
     if environ.get(runner.PREFIX + "NAME"):
         raise ConfigError(
             f"{runner.PREFIX}NAME names a single runner: use {runner.PREFIX}NAME_PREFIX here"
@@ -87,7 +97,9 @@ def plan(config: Config, environ: Mapping[str, str], replicas: int, network: str
         prefix=prefix,
         network=network,
         pass_env=tuple(name for name in config.env_allow if name in environ),
-        stop_timeout=int(settings.stop_timeout) + 40,
+        # The entrypoint's worst case (its stop timeout, the kill, the API deadline, config.sh
+        # remove) and a second for docker itself.
+        stop_timeout=math.ceil(runner.worst_case_stop(settings)) + 1,
         owner=config.run,
     )
 
@@ -142,10 +154,12 @@ class Pool:
         self.out.flush()
 
     def start_one(self) -> None:
+        """Create a replica, copy the credentials in, start it."""
         self.started += 1
         box = container.Container(spec(self.plan, self.started), self.docker)
-        box.__enter__()
+        # Recorded before it exists: a signal right after `docker create` must not leak it.
         self.running[box.name] = box
+        box.__enter__()
         if self.plan.files:
             copied = proc.run(
                 [self.docker, "cp", "-", f"{box.name}:/home/runner"],
@@ -159,6 +173,7 @@ class Pool:
         self.say(f"started {box.name}")
 
     def exited(self) -> list[str]:
+        """Names of this pool's replicas that have exited."""
         found = proc.run(
             [self.docker, "ps", "-a", "--filter", f"label={POOL}={self.plan.pool}"]
             + ["--filter", "status=exited", "--format", "{{.Names}}"]
@@ -199,6 +214,8 @@ class Pool:
 
     def stop(self) -> None:
         """Stop every replica at once (SIGTERM, then the stop timeout) and remove it."""
+        for name in [n for n, box in self.running.items() if not box.created]:
+            del self.running[name]  # interrupted before `docker create`: nothing to stop
         names = list(self.running)
         if not names:
             return
@@ -220,6 +237,22 @@ def check_image(config: Config, url: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def hangup_as_interrupt() -> Iterator[None]:
+    """A closed terminal (SIGHUP) stops the pool as Ctrl-C does, instead of killing this
+    process and leaving its runners unwatched."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # one stop; the cleanup runs to its end
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGHUP, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def run(
     config: Config,
     environ: Mapping[str, str],
@@ -233,7 +266,8 @@ def run(
     check_image(config, environ.get(runner.PREFIX + "URL", ""))
     pool = Pool(p, config.docker, out or sys.stdout)
     try:
-        pool.run(replicas, once)
+        with hangup_as_interrupt():
+            pool.run(replicas, once)
     except Interrupted:
         pool.stop()
     except CiparityError:

@@ -335,7 +335,7 @@ def _job_shell(
     if images.inspect_label(config.docker, config.runner_image, "") is None:
         _build_runner(config)
     workdir = config.reports_dir / ".act"
-    workspace, fresh = act.prepare_job_workspace(config, workdir)
+    workspace, fresh = act.prepare_job_workspace(config, workdir, path, job)
     if not fresh:
         print(f"workspace of the last failed act-ci run: {workspace}", file=sys.stderr)
     try:
@@ -367,6 +367,7 @@ def build_runner(c: Context) -> None:
         "include-untracked": "also carry untracked files (a push would not)",
         "strict": "fail if a job, matrix entry or step is skipped because it cannot run here"
         " (a runner or Python this machine lacks, an action not available offline)",
+        "ref": "the ref the push sends (refs/heads/B, refs/tags/T; default: the current branch)",
     }
 )
 def act_ci(
@@ -378,12 +379,13 @@ def act_ci(
     dry_run: bool = False,
     include_untracked: bool = False,
     strict: bool = False,
+    ref: str = "",
 ) -> None:
     """Run the real GitHub Actions workflows offline through act, in the same images."""
     from ciparity import act
 
     config = _config(require_python=False)
-    options = act.Options(workflow, job, event, include_untracked, dry_run, strict)
+    options = act.Options(workflow, job, event, include_untracked, dry_run, strict, ref)
     paths = act.validate(config.root, options)
     act.config_args(config)  # a malformed .actrc is refused before anything is built
     if list:

@@ -2,7 +2,11 @@
 
 The fake runs in its own container (from the same image, the fixture copied in); each runner
 container joins its network namespace, so `http://127.0.0.1:8080` is the fake wherever these
-tests run: on a host, in the CI image, or in an act job. The image's agent is the stand-in."""
+tests run: on a host, in the CI image, or in an act job. The image's agent is the stand-in.
+
+CIPARITY_TEST_STANDIN_IMAGE names the stand-in image's tag (default ciparity-runner:standin) and
+CIPARITY_RUNNER_IMAGE, when set, the act image `invoke build-runner` builds beside it, so runs
+from several checkouts on one engine do not rebuild each other's images."""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from docker_helpers import FIXTURES, REPO, invoke_env, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
-IMAGE = "ciparity-runner:standin"
+IMAGE = os.environ.get("CIPARITY_TEST_STANDIN_IMAGE", "ciparity-runner:standin")
 CANARY = "ghp_CANARY0integration0CANARY0001"
 ORIGIN = "http://127.0.0.1:8080"
 
@@ -51,7 +55,13 @@ def image(engine: None) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "invoke", "build-runner"],
         cwd=REPO,
-        env=repo_env({"CIPARITY_SELF_HOSTED_IMAGE": IMAGE, "CIPARITY_RUNNER_AGENT": "standin"}),
+        env=repo_env(
+            {
+                "CIPARITY_SELF_HOSTED_IMAGE": IMAGE,
+                "CIPARITY_RUNNER_AGENT": "standin",
+                **{k: v for k, v in os.environ.items() if k == "CIPARITY_RUNNER_IMAGE"},
+            }
+        ),
         capture_output=True,
         text=True,
         timeout=900,
@@ -120,6 +130,14 @@ class Fake:
             "print(json.loads(u.urlopen(r).read())['token'])"
         )
         return docker("exec", self.name, "python3", "-c", code).stdout.strip()
+
+    def fail(self, spec: str) -> None:
+        """Add a fault to the running fake (POST /_fake/fail)."""
+        code = (
+            "import sys, urllib.request as u; u.urlopen(u.Request("
+            f"'{ORIGIN}/_fake/fail', data=sys.argv[1].encode(), method='POST')).read()"
+        )
+        docker("exec", self.name, "python3", "-c", code, json.dumps({"fail": spec}))
 
     def remove(self) -> None:
         docker("rm", "-f", self.name, check=False)
@@ -244,7 +262,7 @@ def test_under_arc_the_image_does_not_register_itself(fake: Fake, runners: list[
     assert own.wait() == 0, own.logs()
     assert "JIT config from the environment (ARC)" in own.logs()
     for box in (arc, own):
-        assert box.calls("config.sh") == [] and len(box.calls("run.sh")) == 1
+        assert box.calls("config.sh") == [] and len(box.calls("Runner.Listener")) == 1
     made = [p for p in fake.paths()[before:] if not p.startswith("/_agent")]
     assert made == ["/repos/octo/hello/actions/runners/generate-jitconfig"]  # the test's own
     assert fake.runners() == []
@@ -348,7 +366,8 @@ def test_bad_configuration_in_the_image_is_one_line_and_no_call(
 def test_api_errors_in_the_image(fake: Fake, runners: list[Runner]) -> None:
     box = start(runners, fake, {"URL": f"{ORIGIN}/octo", "PAT": "ghp_repoonly"})
     assert box.wait() == 3
-    (line,) = box.logs().strip().splitlines()
+    ready, line = box.logs().strip().splitlines()
+    assert ready.startswith("ciparity-runner: ready; a stop (SIGTERM) ends within 125 s")
     assert "(403 Resource not accessible by personal access token)" in line
     assert "`admin:org`" in line
 
@@ -406,11 +425,21 @@ def test_invoke_runners_replaces_finished_runners_and_deregisters_on_stop(
             pool.kill()
     text = log.read_text()
     assert code == 0, text
-    assert fake.runners() == [], text
     assert pool_containers(prefix) == []
     assert CANARY not in text
-    removes = fake.paths().count("/_agent/remove")
-    assert removes == 2, text  # the two running at the stop; finished ones removed themselves
+    # What the product guarantees (issue 9): every runner that registered ends deregistered, by
+    # itself (its job done) or by one remove call, and no call is made twice. How many were
+    # running at the stop is a race: one may finish its job as the stop comes.
+    assert fake.runners() == [], text
+    calls = fake.requests()
+    names = [r["body"]["name"] for r in calls if r["path"] == "/_agent/register"]
+    removed = [r["body"]["id"] for r in calls if r["path"] == "/_agent/remove"]
+    finished = [r["body"]["id"] for r in calls if r["path"] == "/_agent/job-done"]
+    assert len(names) == len(set(names)) >= 3
+    assert len(removed) == len(set(removed)) and len(finished) == len(set(finished))
+    assert len(set(removed) | set(finished)) == len(names), text
+    tokens = [r for r in calls if r["path"].endswith("/remove-token")]
+    assert len(tokens) == len(removed), text  # one remove token per removal, none wasted
 
 
 @pytest.mark.parametrize("source", ["download", "local"])
@@ -544,3 +573,48 @@ def test_invoke_runners_does_not_restart_failing_runners(fake: Fake, tmp_path: P
     assert done.stderr.strip() == "ciparity: a runner exited with code 4"
     assert fake.paths().count("/_agent/register") == 2
     assert pool_containers(prefix) == []
+
+
+def test_invoke_runners_does_not_replace_a_runner_whose_listener_fails(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """Issue 14, finding 2: the listener cannot open its session (runner not found, here), exits
+    1, and run.sh turns that into 0, as actions/runner's does. Read as a finished job, it was
+    replaced in a loop; the entrypoint now says 4, and the pool ends."""
+    prefix = f"it-dead-{secrets.token_hex(3)}"
+    fake.fail("agent-session=404")
+    env = {
+        "CIPARITY_RUNNER_NAME_PREFIX": prefix,
+        "CIPARITY_SELF_HOSTED_IMAGE": IMAGE,
+        "CIPARITY_RUNNER_URL": f"{ORIGIN}/octo/hello",
+        "CIPARITY_RUNNER_PAT": CANARY,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "runners", "--replicas", "1"]
+        + ["--network", f"container:{fake.name}"],
+        cwd=REPO,
+        env=repo_env(env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "failed: not replaced" in done.stdout
+    assert "its listener exited with code 1 (terminated error)" in done.stdout
+    assert fake.paths().count("/_agent/register") == 1
+    assert fake.runners() == []
+    assert pool_containers(prefix) == []
+
+
+def test_the_stand_in_refuses_a_real_github_and_keeps_no_token(
+    fake: Fake, runners: list[Runner]
+) -> None:
+    """Issue 14, finding 8: `docker run` of the stand-in image against github.com sent the token
+    to the stand-in's register call and wrote it to _diag/standin-calls.jsonl."""
+    secret = "AAAAREGISTRATIONsecret0000000"
+    box = start(runners, fake, {"URL": "https://github.com/octo/hello", "TOKEN": secret})
+    assert box.wait() == 4, box.logs()
+    assert "refusing to talk to 'github.com'" in box.logs()
+    (call,) = box.calls("config.sh")
+    assert call["env"]["ACTIONS_RUNNER_INPUT_TOKEN"].startswith("***sha256:")
+    assert secret not in json.dumps(box.calls()) and secret not in box.logs()

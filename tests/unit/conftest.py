@@ -1,11 +1,16 @@
 """Shared fakes for the unit tests: a recorder standing in for `ciparity.proc.run`, a sample
-checkout, and an environment without CI or ciparity variables. Nothing here talks to Docker."""
+checkout, and an environment without CI or ciparity variables. Nothing here talks to Docker.
+
+Every process a test starts must be gone when it ends: each test process marks its environment
+(MARK), children inherit it, and an autouse check fails a test that leaves one running."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +28,92 @@ PY = config.read_python_version(REPO)
 # Host variables that would leak into configs and container argv if a test inherited them.
 LEAKY_PREFIXES = ("CIPARITY_", "GITHUB_", "RUNNER_")
 LEAKY_NAMES = ("CI", "DOCKER_HOST", "DOCKER_CONFIG", "PYENV_ROOT", "PYENV_VERSION")
+# Inherited by everything this test process starts (no prefix a test environment filters out).
+MARK = "CIPARITYTEST_STARTED_BY"
+os.environ[MARK] = str(os.getpid())
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: state, ppid, pgrp, session, ..."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def live_pids() -> list[int]:
+    """Every process that is not a zombie."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if _stat(int(entry.name))[0] != "Z":
+                    found.append(int(entry.name))
+            except (OSError, IndexError):
+                pass  # gone meanwhile
+    return found
+
+
+def session_pids(sid: int) -> list[int]:
+    """The live processes of session `sid` (what a process started with start_new_session
+    and everything it started, whichever process group they are in)."""
+    found = []
+    for pid in live_pids():
+        try:
+            if int(_stat(pid)[3]) == sid:
+                found.append(pid)
+        except (OSError, IndexError, ValueError):
+            pass
+    return found
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of session `sid`."""
+    for pid in session_pids(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def started_here() -> list[int]:
+    """Live processes this test process started (they carry its MARK), itself excluded."""
+    needle = f"{MARK}={os.getpid()}".encode()
+    found = []
+    for pid in live_pids():
+        if pid == os.getpid():
+            continue
+        try:
+            if needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(pid)
+        except OSError:
+            pass  # another user's, or gone
+    return found
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return "?"
+
+
+@pytest.fixture(autouse=True)
+def no_process_left() -> Iterator[None]:
+    """Fail a test that leaves a process it started running (after a few seconds' grace for
+    one that is exiting), and end those processes so the next test starts clean."""
+    yield
+    deadline = time.monotonic() + 3
+    left = started_here()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = started_here()
+    if left:
+        described = [f"{pid} {_command(pid)}" for pid in left]
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        pytest.fail(f"the test left processes running: {described}", pytrace=False)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import FakeRun, result
 
-from ciparity import act, act_plan
+from ciparity import act, act_plan, proc
 from ciparity.errors import CiparityError, ConfigError, DockerError
 from ciparity.ownership import Owner
 
@@ -72,8 +72,8 @@ def repo(tmp_path: Path) -> Path:
 
 def test_snapshot_carries_what_a_push_would(repo: Path, tmp_path: Path) -> None:
     dest = tmp_path / "snap"
-    untracked = act.snapshot(repo, dest)
-    assert untracked == ["untracked.txt"]
+    taken = act.snapshot(repo, dest)
+    assert taken.untracked == ("untracked.txt",)
     assert (dest / "tracked.txt").read_text() == "changed, not committed\n"
     assert (dest / "staged.txt").exists()
     assert not (dest / "gone.txt").exists()
@@ -358,6 +358,15 @@ def test_a_run_with_nothing_reproducible_starts_nothing(
     assert act.failures(rows) == [] and act.failures(rows, strict=True) == ["mac"]
 
 
+def _real(call: Any) -> proc.Result:
+    """git itself, for the snapshot (only docker and act are faked)."""
+    data = call.input.encode() if isinstance(call.input, str) else call.input
+    done = subprocess.run(call.argv, cwd=call.cwd, env=call.env, input=data, capture_output=True)
+    return result(
+        call.argv, done.returncode, done.stdout.decode(), done.stderr.decode(), done.stdout
+    )
+
+
 MATRIX_WORKFLOW = """name: m
 on: push
 jobs:
@@ -386,7 +395,10 @@ def test_run_hands_act_the_plan_and_builds_the_job_table(
     (config.root / ".actrc").write_text("-P ubuntu-latest=mine:1\n")
     monkeypatch.setattr(act, "find_act", lambda: "act")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    fake_run.on("git", "-C", str(config.root), "ls-files", "-z", "--cached", stdout=f"{name}\0")
+    _git(config.root, "init", "-q", "-b", "main")
+    _git(config.root, "add", "-A")
+    _git(config.root, "commit", "-q", "-m", "one")
+    fake_run.on("git", respond=_real)
     log = "\n".join(
         json.dumps(e)
         for e in (
@@ -433,3 +445,25 @@ def test_run_hands_act_the_plan_and_builds_the_job_table(
     assert "ciparity: skipped t (windows-latest): Windows runner" in capsys.readouterr().err
     # The failed run's workspace is kept; nothing else of the run is.
     assert sorted(p.name for p in workdir.iterdir()) == ["last-failed"]
+
+
+def test_event_flags_tell_act_the_push(tmp_path: Path) -> None:
+    from ciparity import gitsnap
+
+    taken = gitsnap.Snapshot(tmp_path, "refs/tags/v1", "c" * 40, gitsnap.ZERO, "t" * 40, "a/b")
+    path = tmp_path / "event.json"
+    assert act.event_flags(taken, "push", path) == ["-e", str(path)]
+    payload = json.loads(path.read_text())
+    assert (payload["ref"], payload["after"], payload["deleted"]) == (
+        "refs/tags/v1",
+        "c" * 40,
+        False,
+    )
+    path.unlink()
+    assert act.event_flags(taken, "pull_request", path) == [] and not path.exists()
+
+
+def test_snapshot_excludes_the_reports_folder_inside_the_checkout(make_config: Any) -> None:
+    assert act.snapshot_excludes(make_config()) == ("reports",)
+    assert act.snapshot_excludes(make_config(reports="out/r")) == ("out/r",)
+    assert act.snapshot_excludes(make_config(reports="/elsewhere/r")) == ()

@@ -205,7 +205,7 @@ def test_cli_configures_the_app_from_a_pem_file(tmp_path: Path, app_key: AppKey)
 
 def test_cli_refuses_a_bad_fault_spec() -> None:
     result = subprocess.run(
-        [sys.executable, str(FIXTURE), "--fail", "registration-token=slow"],
+        [sys.executable, str(FIXTURE), "--fail", "registration-token=sluggish"],
         capture_output=True,
         text=True,
         timeout=20,
@@ -226,6 +226,8 @@ def test_fault_specs_are_checked(spec: str) -> None:
 def test_fault_spec_parts() -> None:
     assert fg.Fault.parse("access-tokens=503x2") == fg.Fault("access-tokens", 503, 2)
     assert fg.Fault.parse("runners=hang") == fg.Fault("runners", None, None)
+    assert fg.Fault.parse("generate-jitconfig=lostx1") == fg.Fault("generate-jitconfig", fg.LOST, 1)
+    assert fg.Fault.parse("agent-session=slow") == fg.Fault("agent-session", fg.SLOW, None)
 
 
 # --- GitHub's request checks ----------------------------------------------------------------
@@ -625,6 +627,61 @@ def test_stopping_wakes_a_hanging_request_at_once() -> None:
     started = time.monotonic()
     server.stop()
     assert time.monotonic() - started < 3
+
+
+def test_a_lost_answer_does_the_call_and_closes_without_one() -> None:
+    with fg.FakeGitHub(pats=[ALL], fail=["generate-jitconfig=lostx1"]) as server:
+        path = "/repos/o/r/actions/runners/generate-jitconfig"
+        with pytest.raises(http.client.RemoteDisconnected):
+            call(server.base_url, "POST", path, ALL, jit_body())
+        assert len(server.runners) == 1  # done all the same
+        assert server.requests[0]["status"] == "lost"
+        again = call(server.base_url, "POST", path, ALL, jit_body())
+    assert again.status == 409  # the name is taken by the runner whose answer was lost
+
+
+def test_a_slow_answer_does_the_call_then_hangs() -> None:
+    with fg.FakeGitHub(pats=[ALL], fail=["registration-token=slowx1"]) as server:
+        with pytest.raises(TimeoutError):
+            call(server.base_url, "POST", REG, ALL, timeout=0.3)
+        assert server.hanging == 1
+        assert server.token_kind("***sha256:0") is None
+        tokens = list(server._runner_tokens)
+    assert len(tokens) == 1  # issued before the hang
+
+
+def test_a_fault_may_carry_headers_and_a_message() -> None:
+    headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1700000000"}
+    fault = fg.Fault("registration-token", 403, 1, headers=headers, message="API rate limit")
+    with fg.FakeGitHub(pats=[ALL], fail=[fault]) as server:
+        reply = call(server.base_url, "POST", REG, ALL)
+    assert (reply.status, reply.body["message"]) == (403, "API rate limit")
+    assert reply.headers["x-ratelimit-reset"] == "1700000000"
+
+
+def test_installation_tokens_have_their_own_lifetime(app_key: AppKey) -> None:
+    with fg.FakeGitHub(
+        app_id=APP_ID, app_public_key=app_key.public_pem, token_ttl=3600, app_token_ttl=0
+    ) as server:
+        path = "/app/installations/1/access_tokens"
+        minted = call(server.base_url, "POST", path, app_jwt(app_key.private))
+        reply = call(server.base_url, "POST", REG, minted.body["token"])
+        assert (reply.status, reply.body["message"]) == (401, "Bad credentials")
+        pat = fg.FakeGitHub(pats=[ALL], app_token_ttl=0)
+        assert pat.token_ttl == 3600
+
+
+def test_token_kind_and_revocation(app_key: AppKey) -> None:
+    import hashlib
+
+    with fg.FakeGitHub(pats=[ALL], app_id=APP_ID, app_public_key=app_key.public_pem) as server:
+        token = call(server.base_url, "POST", REG, ALL).body["token"]
+        mark = "***sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+        assert server.token_kind(mark) == "registration"
+        path = "/app/installations/1/access_tokens"
+        minted = call(server.base_url, "POST", path, app_jwt(app_key.private)).body["token"]
+        server.revoke_installation_tokens()
+        assert call(server.base_url, "POST", REG, minted).status == 401
 
 
 # --- the record -----------------------------------------------------------------------------

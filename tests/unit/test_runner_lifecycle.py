@@ -1,11 +1,18 @@
 """The entrypoint end to end, as a process: the fake GitHub API on 127.0.0.1, the stand-in agent
 in a temporary folder. Registration per auth mode and scope, deregistration exactly once, the
-ephemeral exit, API errors and retries, and a canary credential that must never be printed."""
+ephemeral exit, API errors and retries, and a canary credential that must never be printed.
+
+No fixed sleeps: a test waits for the entrypoint's `ready` line (its signal handlers are set),
+for a line of the agent, or for the fake (`fake.hanging`). Every process an entrypoint started
+is ended by the test (Entry.kill), and conftest checks that none is left."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -17,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import fake_github_module
+from conftest import MARK, fake_github_module, live_pids
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -59,7 +66,9 @@ class Entry:
         self.agent = tmp / "agent"
         if not self.agent.exists():
             shutil.copytree(STANDIN, self.agent)
-        self.log = tmp / "entry.log"
+        self.log = tmp / f"entry-{secrets.token_hex(3)}.log"
+        # Every process this entrypoint starts inherits it: Entry.kill finds them all by it.
+        self.mark = f"{MARK}_ENTRY={secrets.token_hex(6)}".encode()
         base = {k: v for k, v in os.environ.items() if not k.startswith(("CIPARITY_", "RUNNER_"))}
         base.update(
             {
@@ -70,6 +79,8 @@ class Entry:
                 **env,
             }
         )
+        name, _, value = self.mark.decode().partition("=")
+        base[name] = value
         self.fake = fake
         self.seen = len(fake.requests)
         with self.log.open("wb") as out:
@@ -87,12 +98,38 @@ class Entry:
             assert time.monotonic() < deadline, self.output()
             time.sleep(0.05)
 
+    def processes(self) -> list[int]:
+        """Live processes this entrypoint started (itself included)."""
+        found = []
+        for pid in live_pids():
+            try:
+                if self.mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    found.append(pid)
+            except OSError:
+                pass
+        return found
+
+    def kill(self) -> None:
+        """As a container's end: the entrypoint and all it started, at once."""
+        for pid in self.processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
+
     def finish(self, timeout: float = 30) -> int:
         try:
             return self.proc.wait(timeout)
         finally:
             if self.proc.poll() is None:
-                self.proc.kill()
+                self.kill()
+
+    def pid_alive(self, pid: int) -> bool:
+        return pid in live_pids()
+
+    def listener_pids(self) -> list[int]:
+        return [c["pid"] for c in self.calls("Runner.Listener")]
 
     def calls(self, script: str | None = None) -> list[dict[str, Any]]:
         record = self.agent / "_diag" / "standin-calls.jsonl"
@@ -105,6 +142,11 @@ class Entry:
         stand-in's online/offline reports left out)."""
         found = self.fake.requests[self.seen :]
         return [(r["method"], r["path"], r["auth"]) for r in found if r["path"] != "/_agent/status"]
+
+
+def fingerprint(secret: str) -> str:
+    """How the stand-in's record keeps a secret."""
+    return "***sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 def registration_token(fake: Any, scope: str = "/repos/octo/hello") -> str:
@@ -127,6 +169,7 @@ def url(fake: Any, path: str = "octo/hello") -> str:
     return f"{fake.base_url}/{path}"
 
 
+READY = "ciparity-runner: ready;"
 REG = "/repos/octo/hello/actions/runners/registration-token"
 RM = "/repos/octo/hello/actions/runners/remove-token"
 
@@ -144,9 +187,9 @@ def test_pat_repo_ephemeral_job_ends_with_exit_0_and_no_remove(tmp_path: Path, f
     assert argv[argv.index("--labels") + 1] == "gpu"  # the agent adds its default labels
     assert argv[argv.index("--work") + 1] == "_work" and "--ephemeral" in argv
     # The registration token travels in config.sh's environment; the PAT goes nowhere.
-    assert configure["env"]["ACTIONS_RUNNER_INPUT_TOKEN"].startswith("REG")
-    (run,) = entry.calls("run.sh")
-    assert run["argv"] == [] and "ACTIONS_RUNNER_INPUT_TOKEN" not in run["env"]
+    assert fake.token_kind(configure["env"]["ACTIONS_RUNNER_INPUT_TOKEN"]) == "registration"
+    (run,) = entry.calls("Runner.Listener")
+    assert run["argv"] == ["run"] and "ACTIONS_RUNNER_INPUT_TOKEN" not in run["env"]
     assert not any(CANARY in json.dumps(c) for c in entry.calls())
     assert not any(k.startswith("CIPARITY_RUNNER_") for k in run["env"])
     assert fake.runners == []  # GitHub removes an ephemeral runner after its job
@@ -174,7 +217,7 @@ def test_a_stop_signal_deregisters_exactly_once(tmp_path: Path, fake: Any, signu
     assert "--ephemeral" not in configure["argv"]
     assert configure["argv"][configure["argv"].index("--runnergroup") + 1] == "ci"
     (remove,) = [c for c in entry.calls("config.sh") if c["argv"][:1] == ["remove"]]
-    assert remove["env"]["ACTIONS_RUNNER_INPUT_TOKEN"].startswith("RM")
+    assert fake.token_kind(remove["env"]["ACTIONS_RUNNER_INPUT_TOKEN"]) == "remove"
     assert fake.runners == []
     assert "deregistered ciparity-" in entry.output()
 
@@ -189,7 +232,8 @@ def test_a_registration_token_alone_registers_and_removes_with_it(
     assert entry.finish() == 0, entry.output()
     # No API call of its own: config.sh registers, and removes with the same token.
     assert [r[1] for r in entry.requests()] == ["/_agent/register", "/_agent/remove"]
-    assert [c["env"]["ACTIONS_RUNNER_INPUT_TOKEN"] for c in entry.calls("config.sh")] == [token] * 2
+    expected = [fingerprint(token)] * 2
+    assert [c["env"]["ACTIONS_RUNNER_INPUT_TOKEN"] for c in entry.calls("config.sh")] == expected
     assert token not in entry.output()
 
 
@@ -231,16 +275,27 @@ def test_jit_generated_with_a_pat_skips_config_sh(tmp_path: Path, fake: Any) -> 
     assert body["labels"] == [*runner.default_labels(), "jit"]
     assert body["runner_group_id"] == 1 and body["work_folder"] == "_work"
     assert entry.calls("config.sh") == []
-    (run,) = entry.calls("run.sh")
-    assert run["env"]["ACTIONS_RUNNER_INPUT_JITCONFIG"] and run["argv"] == []
+    (run,) = entry.calls("Runner.Listener")
+    assert run["env"]["ACTIONS_RUNNER_INPUT_JITCONFIG"].startswith("***sha256:")
+    assert run["argv"] == ["run"]
     assert fake.runners == []
 
 
-def jit_config(fake: Any) -> str:
+def until(check: Any, timeout: float = 15) -> bool:
+    """Poll `check` until it holds or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def jit_config(fake: Any, name: str = "arc-1") -> str:
     req = urllib.request.Request(
         f"{fake.base_url}/repos/octo/hello/actions/runners/generate-jitconfig",
         method="POST",
-        data=json.dumps({"name": "arc-1", "runner_group_id": 1, "labels": ["arc"]}).encode(),
+        data=json.dumps({"name": name, "runner_group_id": 1, "labels": ["arc"]}).encode(),
         headers={
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28",
@@ -268,8 +323,8 @@ def test_under_arc_the_entrypoint_only_hands_over_to_run_sh(tmp_path: Path, fake
     )
     assert entry.finish() == 0, entry.output()
     assert entry.calls("config.sh") == []
-    (run,) = entry.calls("run.sh")
-    assert run["env"]["ACTIONS_RUNNER_INPUT_JITCONFIG"] == config
+    (run,) = entry.calls("Runner.Listener")
+    assert run["env"]["ACTIONS_RUNNER_INPUT_JITCONFIG"] == fingerprint(config)
     assert [r[1] for r in entry.requests() if not r[1].startswith("/_agent")] == []
 
 
@@ -278,8 +333,7 @@ def test_a_stale_registration_is_removed_before_registering_again(
 ) -> None:
     first = Entry(tmp_path, fake, {"URL": url(fake), "PAT": CANARY, "EPHEMERAL": "false"})
     first.wait_for("Listening for Jobs")
-    first.proc.kill()  # no chance to deregister: .runner stays, as after a crash
-    first.finish()
+    first.kill()  # the container dies with all its processes: .runner stays, as after a crash
     assert (first.agent / ".runner").exists() and len(fake.runners) == 1
     second = Entry(tmp_path, fake, {"URL": url(fake), "PAT": CANARY}, STANDIN_AGENT_JOB="0.2")
     assert second.finish() == 0, second.output()
@@ -384,7 +438,8 @@ def test_sigterm_while_waiting_for_the_api_stops_without_registering(
     fake.add_fault("registration-token=hang")
     settings = {"URL": url(fake), "PAT": CANARY, "TIMEOUT": "20"}
     entry = Entry(tmp_path, fake, settings)
-    time.sleep(1.5)  # started, signal handlers set, the request hanging (it hangs for 30 s)
+    entry.wait_for(READY)  # its signal handlers are set
+    assert until(lambda: fake.hanging == 1), entry.output()  # the request is waiting (30 s)
     entry.proc.terminate()
     assert entry.finish() == 0, entry.output()
     assert "stopped" in entry.output() and entry.calls() == []
@@ -396,7 +451,9 @@ def test_a_run_sh_that_ignores_the_stop_is_killed_then_deregistered(
     agent = tmp_path / "agent"
     shutil.copytree(STANDIN, agent)
     stubborn = agent / "run.sh"
-    stubborn.write_text("#!/bin/bash\ntrap '' TERM INT\necho Listening for Jobs\nsleep 60\n")
+    stubborn.write_text(
+        "#!/bin/bash\ntrap '' TERM INT\necho Listening for Jobs\nsleep 60 & sleep 60\n"
+    )
     settings = {"URL": url(fake), "PAT": CANARY, "STOP_TIMEOUT": "0.5"}
     entry = Entry(tmp_path, fake, settings)
     entry.wait_for("Listening for Jobs")
@@ -405,6 +462,7 @@ def test_a_run_sh_that_ignores_the_stop_is_killed_then_deregistered(
     assert "killing it" in entry.output()
     assert [r[1] for r in entry.requests()][-2:] == [RM, "/_agent/remove"]
     assert fake.runners == []
+    assert entry.processes() == []  # run.sh and both sleeps: its whole session
 
 
 def test_a_missing_agent_is_one_line(tmp_path: Path, fake: Any) -> None:
@@ -460,3 +518,206 @@ def test_under_arc_a_missing_run_sh_is_one_line(
     assert runner.main(environ=environ) == 4
     err = capsys.readouterr().err
     assert err.startswith("ciparity-runner: error: cannot start ") and err.count("\n") == 1
+
+
+# --- issue 14: what a review against the real agent found -----------------------------------
+
+
+def test_an_app_runner_idle_past_its_token_lifetime_still_deregisters(
+    tmp_path: Path, app_key: tuple[str, str]
+) -> None:
+    """Finding 1: GitHub expires installation tokens (an hour; 2 s here)."""
+    with fg.FakeGitHub(app_id=42, app_public_key=app_key[1], app_token_ttl=2) as fake:
+        settings = {"URL": url(fake), "APP_ID": "42", "APP_PRIVATE_KEY": app_key[0]}
+        entry = Entry(tmp_path, fake, {**settings, "EPHEMERAL": "false"})
+        entry.wait_for("Listening for Jobs")
+        issued = time.time()
+        assert until(lambda: time.time() > issued + 2.5)  # idle past the token's life
+        entry.proc.terminate()
+        assert entry.finish() == 0, entry.output()
+        assert fake.runners == [] and "deregistered" in entry.output()
+        assert [r[1] for r in entry.requests()].count("/app/installations/1/access_tokens") == 2
+
+
+def test_a_listener_that_cannot_work_is_a_failure_not_a_finished_job(
+    tmp_path: Path, fake: Any
+) -> None:
+    """Finding 2: run-helper.sh turns the listener's 1 (here: runner not found) into run.sh's 0;
+    the entrypoint reads the listener's own status and exits 4, so nobody replaces it."""
+    fake.add_fault("agent-session=404")
+    entry = Entry(tmp_path, fake, {"URL": url(fake), "PAT": CANARY})
+    assert entry.finish() == 4, entry.output()
+    last = entry.output().strip().splitlines()[-1]
+    assert last.startswith("ciparity-runner: error: the runner agent cannot work: its listener")
+    assert "code 1 (terminated error): An error occurred: Runner not found" in last
+    assert fake.runners == []  # still deregistered
+
+
+@pytest.mark.parametrize("trap", ["", "1"])
+def test_a_generated_jit_runner_whose_listener_fails_is_deleted(
+    tmp_path: Path, fake: Any, trap: str
+) -> None:
+    """Finding 2, JIT: a session conflict (5, also mapped to 0) with a runner we generated."""
+    fake.add_fault("agent-session=409")
+    settings = {"URL": url(fake), "PAT": CANARY, "JIT": "true"}
+    entry = Entry(tmp_path, fake, settings, RUNNER_MANUALLY_TRAP_SIG=trap)
+    assert entry.finish() == 4, entry.output()
+    assert "code 5 (session conflict" in entry.output()
+    assert entry.requests()[-1][:2] == ("DELETE", "/repos/octo/hello/actions/runners/1001")
+    assert fake.runners == []
+
+
+def test_a_given_jit_config_for_a_deleted_runner_is_a_failure(tmp_path: Path, fake: Any) -> None:
+    config = jit_config(fake, "gone-1")
+    (gone,) = fake.runners
+    req = urllib.request.Request(
+        f"{fake.base_url}/repos/octo/hello/actions/runners/{gone['id']}",
+        method="DELETE",
+        headers={
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": "tests",
+            "Authorization": f"Bearer {CANARY}",
+        },
+    )
+    urllib.request.urlopen(req, timeout=5).close()
+    entry = Entry(tmp_path, fake, {"JITCONFIG": config})
+    assert entry.finish() == 4, entry.output()
+    assert "Runner not found" in entry.output()
+
+
+def test_a_quiet_run_sh_is_judged_by_the_listeners_diag_log(tmp_path: Path, fake: Any) -> None:
+    agent = tmp_path / "agent"
+    shutil.copytree(STANDIN, agent)
+    (agent / "run.sh").write_text(
+        "#!/bin/bash\nmkdir -p _diag\n"
+        "echo '[2026-01-01 00:00:00Z ERR  Listener] An error occurred: Access denied' "
+        ">> _diag/Runner_20260101-000000-utc.log\n"
+        "echo '[2026-01-01 00:00:01Z INFO Listener] Runner execution has finished with return"
+        " code 1' >> _diag/Runner_20260101-000000-utc.log\n"
+    )
+    entry = Entry(tmp_path, fake, {"URL": url(fake), "PAT": CANARY})
+    assert entry.finish() == 4, entry.output()
+    assert "code 1 (terminated error): An error occurred: Access denied" in entry.output()
+
+
+@pytest.mark.parametrize("trap", ["", "1"])
+def test_a_stop_ends_the_listener_before_the_runner_is_removed(
+    tmp_path: Path, fake: Any, trap: str
+) -> None:
+    """Finding 3, without the manual trap: SIGTERM kills bash run.sh alone, the listener goes on
+    in its session; with it, the listener is in a process group of its own (`set -m`)."""
+    settings = {"URL": url(fake), "PAT": CANARY, "EPHEMERAL": "false"}
+    entry = Entry(tmp_path, fake, settings, RUNNER_MANUALLY_TRAP_SIG=trap)
+    entry.wait_for("Listening for Jobs")
+    (listener,) = entry.listener_pids()
+    entry.proc.terminate()
+    assert entry.finish() == 0, entry.output()
+    assert not entry.pid_alive(listener)
+    calls = [(r["path"], (r["body"] or {}).get("status")) for r in fake.requests[entry.seen :]]
+    offline = calls.index(("/_agent/status", "offline"))
+    assert offline < calls.index(("/_agent/remove", None)), calls
+    assert fake.runners == []
+
+
+def test_a_listener_that_ignores_the_stop_is_killed_in_its_own_group_before_removal(
+    tmp_path: Path, fake: Any
+) -> None:
+    """Finding 3: killing run.sh's process group missed the listener `set -m` put apart."""
+    settings = {"URL": url(fake), "PAT": CANARY, "STOP_TIMEOUT": "0.5"}
+    entry = Entry(
+        tmp_path, fake, settings, RUNNER_MANUALLY_TRAP_SIG="1", STANDIN_AGENT_IGNORE_STOP="1"
+    )
+    entry.wait_for("Listening for Jobs")
+    (listener,) = entry.listener_pids()
+    assert os.getpgid(listener) != os.getpgid(entry.proc.pid)
+    entry.proc.terminate()
+    assert entry.finish() == 0, entry.output()
+    assert "killing it and everything it started" in entry.output()
+    assert not entry.pid_alive(listener)
+    assert [r[1] for r in entry.requests()][-2:] == [RM, "/_agent/remove"]
+    assert entry.processes() == []
+
+
+def test_a_stop_during_the_jit_post_deletes_the_runner_github_made(
+    tmp_path: Path, fake: Any
+) -> None:
+    """Finding 4: the POST was done, its answer had not come when the stop did."""
+    fake.add_fault("generate-jitconfig=slowx1")
+    settings = {"URL": url(fake), "PAT": CANARY, "JIT": "true", "TIMEOUT": "20"}
+    entry = Entry(tmp_path, fake, settings)
+    assert until(lambda: fake.hanging == 1), entry.output()
+    assert len(fake.runners) == 1  # GitHub made it; we have not heard its id
+    entry.proc.terminate()
+    assert entry.finish() == 0, entry.output()
+    assert fake.runners == [] and "stopped by SIGTERM" in entry.output()
+    assert entry.calls() == []
+
+
+def test_a_lost_jit_answer_leaves_no_second_runner(tmp_path: Path, fake: Any) -> None:
+    fake.add_fault("generate-jitconfig=lostx1")
+    settings = {"URL": url(fake), "PAT": CANARY, "JIT": "true"}
+    entry = Entry(tmp_path, fake, settings, STANDIN_AGENT_JOB="0.2")
+    assert entry.finish() == 0, entry.output()
+    assert fake.runners == []
+    assert ("DELETE", "/repos/octo/hello/actions/runners/1001", "pat") in entry.requests()
+
+
+def test_the_worst_case_stop_is_what_the_entrypoint_announces_and_keeps(
+    tmp_path: Path, fake: Any
+) -> None:
+    """Finding 8: every part of a stop is bounded: a listener that ignores it, an API that never
+    answers the remove-token call. The announced budget holds."""
+    settings = {
+        "URL": url(fake),
+        "PAT": CANARY,
+        "STOP_TIMEOUT": "0.5",
+        "TIMEOUT": "0.5",
+        "ATTEMPTS": "2",
+        "RETRY_DELAY": "0.1",
+    }
+    entry = Entry(
+        tmp_path, fake, settings, RUNNER_MANUALLY_TRAP_SIG="1", STANDIN_AGENT_IGNORE_STOP="1"
+    )
+    entry.wait_for("Listening for Jobs")
+    budget = runner.worst_case_stop(
+        runner.read_settings({f"CIPARITY_RUNNER_{k}": v for k, v in settings.items()})
+    )
+    assert f"ends within {math.ceil(budget)} s" in entry.output()
+    fake.add_fault("remove-token=hang")
+    started = time.monotonic()
+    entry.proc.terminate()
+    assert entry.finish() == 3, entry.output()
+    assert time.monotonic() - started < budget
+    last = entry.output().strip().splitlines()[-1]
+    assert "is still registered: remove it in GitHub's runner settings" in last
+
+
+def test_a_rate_limit_that_outlasts_the_stop_fails_at_once(tmp_path: Path, fake: Any) -> None:
+    entry = Entry(tmp_path, fake, {"URL": url(fake), "PAT": CANARY})
+    entry.wait_for("Listening for Jobs")
+    reset = str(int(time.time()) + 3000)
+    headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}
+    fake.add_fault(fg.Fault("remove-token", 403, None, headers=headers, message="API rate limit"))
+    started = time.monotonic()
+    entry.proc.terminate()
+    assert entry.finish() == 3, entry.output()
+    assert time.monotonic() - started < 20
+    assert "GitHub's API rate limit (resets" in entry.output()
+    assert "would outlast the stop budget" in entry.output()
+
+
+def test_a_stop_during_a_config_sh_that_hangs_is_bounded_too(tmp_path: Path, fake: Any) -> None:
+    """A stop while config.sh registers: it gets the agent's stop timeout, then is killed."""
+    agent = tmp_path / "agent"
+    shutil.copytree(STANDIN, agent)
+    (agent / "config.sh").write_text("#!/bin/bash\ntrap '' TERM INT\necho stuck\nsleep 60\n")
+    settings = {"URL": url(fake), "PAT": CANARY, "STOP_TIMEOUT": "0.5"}
+    entry = Entry(tmp_path, fake, settings)
+    entry.wait_for("stuck")
+    started = time.monotonic()
+    entry.proc.terminate()
+    assert entry.finish() == 0, entry.output()
+    assert time.monotonic() - started < 0.5 + runner.KILL_GRACE + 5
+    assert "config.sh takes too long: killing it" in entry.output()
+    assert entry.processes() == []

@@ -65,11 +65,28 @@ def test_names_are_unique() -> None:
             "https://ghe.example.com/api/v3",
         ),
         ("https://ghe.example.com/octo/", "org", "octo", "https://ghe.example.com/api/v3"),
+        # Issue 14, finding 6: these were read wrong.
+        ("https://www.github.com/octo/hello", "repo", "octo/hello", "https://api.github.com"),
+        ("https://GitHub.com/octo", "org", "octo", "https://api.github.com"),
+        (
+            "https://octocorp.ghe.com/octo/hello",
+            "repo",
+            "octo/hello",
+            "https://api.octocorp.ghe.com",
+        ),
+        ("https://github.com/orgs/octo", "org", "octo", "https://api.github.com"),
+        ("https://github.com/orgs/octo/", "org", "octo", "https://api.github.com"),
     ],
 )
 def test_scope_and_api_base_follow_the_url(url: str, kind: str, path: str, api: str) -> None:
     s = read(URL=url, PAT="p" * 8)
     assert (s.scope_kind, s.scope_path, s.api_url) == (kind, path, api)
+
+
+def test_config_sh_gets_the_organisation_url_the_agent_understands() -> None:
+    # The agent reads https://github.com/orgs/octo as the repository "orgs/octo".
+    assert read(URL="https://github.com/orgs/octo", PAT="p" * 8).url == "https://github.com/octo"
+    assert read(URL=URL + "/", TOKEN="AAAA").url == URL
 
 
 def test_an_explicit_api_url_and_options() -> None:
@@ -139,7 +156,10 @@ BAD = [
     (env(URL="github.com/octo", TOKEN="AAAA"), "is not a URL"),
     (env(URL="https://github.com/a/b/c", TOKEN="AAAA"), "names no repository"),
     (env(URL="http://github.com/octo", TOKEN="AAAA"), "must use https"),
-    (env(URL=URL, TOKEN="AAAA", API_URL="ftp://x"), "is not an http(s) URL"),
+    (env(URL=URL, TOKEN="AAAA", API_URL="ftp://x"), "API_URL='ftp://x' is not a URL"),
+    (env(URL="https://[::1/o/r", TOKEN="AAAA"), "is not a URL"),
+    (env(URL="https://github.com:port/o/r", TOKEN="AAAA"), "is not a URL"),
+    (env(URL="https://github.com/orgs", TOKEN="AAAA"), "names no repository"),
     (env(URL=URL, TOKEN="AAAA", API_URL="http://api.example.com"), "must use https"),
     (env(URL=URL, TOKEN="AAAA", EPHEMERAL="maybe"), "CIPARITY_RUNNER_EPHEMERAL='maybe' is not a"),
     ({**env(URL=URL, TOKEN="AAAA"), "EPHEMERAL": "false"}, "EPHEMERAL is another runner image"),
@@ -189,6 +209,28 @@ def test_secret_file_errors(tmp_path: Path) -> None:
     assert "is empty" in error({**env(URL=URL), "CIPARITY_RUNNER_PAT_FILE": str(empty)})
     both = {**env(URL=URL, PAT="pppp"), "CIPARITY_RUNNER_PAT_FILE": str(empty)}
     assert "not both" in error(both)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("URL", "https://bot:hunter2secret@github.com/octo/hello"),
+        ("URL", "https://bot:hunter2secret@ghe.example.com/octo/hello"),
+        ("URL", "https://hunter2secret@github.com/octo"),
+        ("API_URL", "https://bot:hunter2secret@ghe.example.com/api/v3"),
+    ],
+)
+def test_a_url_with_credentials_is_refused_in_one_masked_line(
+    capsys: pytest.CaptureFixture[str], name: str, value: str
+) -> None:
+    """Finding 6: the GHES one exited 1 with the password printed; github.com's reached
+    config.sh --url (visible in ps) and a log line."""
+    settings = {"URL": "https://ghe.example.com/octo/hello", "TOKEN": "AAAA", name: value}
+    assert runner.main(environ=env(**settings)) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert f"CIPARITY_RUNNER_{name}=https://***@" in err and "user name or password" in err
+    assert "hunter2secret" not in err and "bot" not in err
 
 
 def test_main_prints_one_line_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from conftest import Call, FakeRun, result
 
-from ciparity import config, selfhosted, tasks
-from ciparity.errors import CiparityError, ConfigError
+from ciparity import config, runner, selfhosted, tasks
+from ciparity.errors import CiparityError, ConfigError, Interrupted
 
 REPO = Path(__file__).resolve().parents[2]
 URL = "https://github.com/octo/hello"
@@ -128,3 +132,81 @@ def test_the_arc_values_meet_the_charts_contract() -> None:
     assert "COPY --from=agent --chown=1001:1001 /opt/actions-runner/ /home/runner/" in self_hosted
     assert "USER 1001\n" in self_hosted  # by uid alone, so the docker group applies too
     assert "groupadd --gid 123 docker" in dockerfile
+
+
+# --- issue 14, finding 8 --------------------------------------------------------------------
+
+
+def test_a_pool_is_always_ephemeral(tmp_path: Path) -> None:
+    environ = {
+        "CIPARITY_RUNNER_URL": URL,
+        "CIPARITY_RUNNER_TOKEN": "AAAA",
+        "CIPARITY_RUNNER_EPHEMERAL": "false",
+    }
+    with pytest.raises(ConfigError, match="EPHEMERAL=false: `invoke runners` gives every job"):
+        selfhosted.plan(make_config(tmp_path), environ, 1)
+
+
+def test_the_stop_timeout_covers_the_entrypoints_worst_case(tmp_path: Path) -> None:
+    environ = {"CIPARITY_RUNNER_URL": URL, "CIPARITY_RUNNER_TOKEN": "AAAA"}
+    plan = selfhosted.plan(make_config(tmp_path), environ, 1)
+    # Defaults: stop 20 + kill 5 + API (5 x 10 s + 1+2+4+8 s back-off) + remove 30 + margin 5.
+    assert runner.worst_case_stop(runner.read_settings(environ)) == 125
+    assert plan.stop_timeout == 126  # what the README recommends for docker stop
+    slow = {**environ, "CIPARITY_RUNNER_TIMEOUT": "30", "CIPARITY_RUNNER_STOP_TIMEOUT": "60"}
+    assert selfhosted.plan(make_config(tmp_path), slow, 1).stop_timeout == 60 + 5 + 165 + 30 + 6
+
+
+def pool_env() -> dict[str, str]:
+    return {
+        "CIPARITY_RUNNER_URL": "http://127.0.0.1:9/octo/hello",
+        "CIPARITY_RUNNER_TOKEN": "AAAAtoken",
+    }
+
+
+def test_sighup_stops_the_pool_like_sigterm(
+    tmp_path: Path, fake_run: FakeRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A closed terminal: before, SIGHUP killed `invoke runners` and left its runners unwatched
+    (here the test's own handler stands in for that death, and the pool would poll forever)."""
+    unhandled: list[int] = []
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: unhandled.append(signum))
+    polls: list[int] = []
+
+    def ps(call: Call) -> Any:
+        polls.append(1)
+        if len(polls) == 1:
+            os.kill(os.getpid(), signal.SIGHUP)
+        if unhandled:
+            raise RuntimeError("SIGHUP did not stop the pool")
+        return result(call.argv)
+
+    fake_run.on("docker", "ps", respond=ps)
+    fake_run.on("docker", "inspect", stdout="0\n")
+    monkeypatch.setattr(selfhosted.time, "sleep", lambda seconds: None)
+    try:
+        code = selfhosted.run(make_config(tmp_path), pool_env(), 2, out=io.StringIO())
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert code == 0 and unhandled == []
+    stops = [c for c in fake_run.argvs if c[1:2] == ["stop"]]
+    assert len(stops) == 1 and len(stops[0]) == 4 + 2  # docker stop -t N and both replicas
+    removed = {c[-1] for c in fake_run.argvs if c[1:3] == ["rm", "-f"]}
+    assert removed == set(stops[0][4:])
+    assert signal.getsignal(signal.SIGHUP) is previous
+
+
+def test_an_interrupt_right_after_docker_create_leaks_no_container(
+    tmp_path: Path, fake_run: FakeRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enter = selfhosted.container.Container.__enter__
+
+    def created_then_interrupted(self: Any) -> Any:
+        enter(self)
+        raise Interrupted(signal.SIGTERM)  # the signal lands before start_one records the box
+
+    monkeypatch.setattr(selfhosted.container.Container, "__enter__", created_then_interrupted)
+    fake_run.on("docker", "inspect", stdout="0\n")
+    assert selfhosted.run(make_config(tmp_path), pool_env(), 1, out=io.StringIO()) == 0
+    (created,) = [c[c.index("--name") + 1] for c in fake_run.argvs if c[1:2] == ["create"]]
+    assert ["docker", "rm", "-f", "-v", created] in fake_run.argvs

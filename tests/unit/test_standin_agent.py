@@ -1,12 +1,14 @@
 """The stand-in runner agent (tests/fixtures/standin_agent): config.sh registers with the fake
 and writes .runner, run.sh listens, runs a job and unregisters an ephemeral runner, config.sh
 remove unregisters; arguments come from the command line or ACTIONS_RUNNER_INPUT_*, root is
-refused, and every call is recorded.
+refused, and every call is recorded (secrets only as fingerprints). run.sh, run-helper.sh and the
+listener map exit codes and lay out process groups as actions/runner v2.336.0's scripts do.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import json
 import os
@@ -21,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import fake_github_module
+from conftest import fake_github_module, kill_session, session_pids
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "tests" / "fixtures" / "standin_agent"
@@ -143,11 +145,19 @@ def until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
 # --- the files ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", ["config.sh", "run.sh"])
-def test_scripts_are_executable_python_with_an_env_shebang(script: str) -> None:
+@pytest.mark.parametrize(
+    "script, shebang",
+    [
+        ("config.sh", "#!/usr/bin/env python3"),
+        ("bin/Runner.Listener", "#!/usr/bin/env python3"),
+        ("run.sh", "#!/bin/bash"),  # bash, as the real ones: their process layout is bash's
+        ("run-helper.sh.template", "#!/bin/bash"),
+    ],
+)
+def test_scripts_are_executable_with_the_real_ones_interpreters(script: str, shebang: str) -> None:
     path = SOURCE / script
     assert os.access(path, os.X_OK)
-    assert path.read_text().splitlines()[0] == "#!/usr/bin/env python3"
+    assert path.read_text().splitlines()[0] == shebang
     assert (SOURCE / "bin" / ".keep").is_file()
     assert (SOURCE / "externals" / ".keep").is_file()
     assert "test double" in (SOURCE / "README.md").read_text()
@@ -200,6 +210,49 @@ def test_config_records_each_call(run: Run, fake: Any, tmp_path: Path, elsewhere
     assert "some value" not in result.stdout
 
 
+def fingerprint(secret: str) -> str:
+    return "***sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def test_the_record_never_holds_a_credential(
+    run: Run, fake: Any, agent: Path, tmp_path: Path
+) -> None:
+    reg = token(fake)
+    args = ["--unattended", "--url", fake.base_url + REPO_PATH, "--name", "r1"]
+    assert run("config.sh", *args, ACTIONS_RUNNER_INPUT_TOKEN=reg).returncode == 0
+    removal = token(fake, "remove")
+    assert run("config.sh", "remove", "--token", removal).returncode == 0
+    raw = (tmp_path / "calls.jsonl").read_text()
+    assert reg not in raw and removal not in raw
+    first, second = records(tmp_path / "calls.jsonl")
+    assert first["env"]["ACTIONS_RUNNER_INPUT_TOKEN"] == fingerprint(reg)
+    assert second["argv"] == ["remove", "--token", fingerprint(removal)]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://github.com/octo/hello", "https://api.github.com/x/y", "http://10.0.0.1:8080/o/r"],
+)
+def test_config_talks_only_to_loopback_or_test_hosts(
+    run: Run, fake: Any, agent: Path, url: str
+) -> None:
+    result = run("config.sh", "--unattended", "--url", url, "--token", "REGsomething")
+    assert result.returncode == 1
+    assert "refusing to talk to" in result.stderr and "test double" in result.stderr
+    assert not (agent / ".runner").exists()
+
+
+def test_the_listener_refuses_a_server_that_is_not_a_test_one(
+    run: Run, agent: Path, tmp_path: Path
+) -> None:
+    config = {"runner_id": 7, "url": "https://github.com", "name": "x"}
+    encoded = base64.b64encode(json.dumps(config).encode()).decode()
+    result = run("run.sh", "--jitconfig", encoded)
+    assert result.returncode == 0  # as the real run.sh: the listener's 1 becomes 0
+    assert "refusing to talk to 'github.com'" in result.stderr
+    assert "Runner listener exit with terminated error" in result.stdout
+
+
 def test_the_record_defaults_to_the_agent_diag_folder(
     run: Run, agent: Path, env: dict[str, str]
 ) -> None:
@@ -207,7 +260,7 @@ def test_the_record_defaults_to_the_agent_diag_folder(
     result = run("run.sh")
     assert result.returncode == 0
     [entry] = records(agent / "_diag" / "standin-calls.jsonl")
-    assert entry["script"] == "run.sh"
+    assert (entry["script"], entry["argv"]) == ("Runner.Listener", ["run"])
 
 
 def test_config_takes_inputs_from_the_environment_and_the_command_line_wins(
@@ -411,16 +464,68 @@ def test_run_refuses_root_and_exits_as_the_real_run_sh(
 # --- run.sh ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("trap", "code"), [({}, 0), ({"RUNNER_MANUALLY_TRAP_SIG": "1"}, 1)])
-def test_run_without_configuration_says_so(
-    run: Run, trap: dict[str, str], code: int, tmp_path: Path
+@pytest.mark.parametrize("trap", [{}, {"RUNNER_MANUALLY_TRAP_SIG": "1"}])
+def test_run_without_configuration_exits_0_as_the_real_one(
+    run: Run, trap: dict[str, str], tmp_path: Path, agent: Path
 ) -> None:
+    """run-helper.sh turns the listener's 1 (terminated error) into 0, in both modes: the exit
+    code alone cannot tell a broken runner from a finished one; the output and _diag can."""
     result = run("run.sh", **trap)
-    assert result.returncode == code
+    assert result.returncode == 0
     assert NOT_CONFIGURED in result.stderr
-    assert "Runner listener exit with terminated error" in result.stdout
+    lines = result.stdout.splitlines()
+    assert lines[-2:] == [
+        "Runner listener exit with terminated error, stop the service, no retry needed.",
+        "Exiting runner...",
+    ]
     assert "Listening for Jobs" not in result.stdout
-    assert records(tmp_path / "calls.jsonl")[0]["script"] == "run.sh"
+    assert records(tmp_path / "calls.jsonl")[0]["script"] == "Runner.Listener"
+    (log,) = (agent / "_diag").glob("Runner_*-utc.log")
+    trace = log.read_text().splitlines()
+    assert trace[0].endswith(f"ERR  Listener] An error occurred: {NOT_CONFIGURED}")
+    assert trace[-1].endswith("INFO Listener] Runner execution has finished with return code 1")
+
+
+@pytest.mark.parametrize(
+    "status, code, line",
+    [
+        (404, 1, "Runner listener exit with terminated error, stop the service"),
+        (409, 5, "Runner listener exit with Session Conflict error, stop the service"),
+    ],
+)
+def test_a_session_github_refuses_ends_the_listener(
+    run: Run, fake: Any, agent: Path, status: int, code: int, line: str
+) -> None:
+    assert configure(run, fake)[0].returncode == 0
+    fake.add_fault(f"agent-session={status}x1")
+    result = run("run.sh", RUNNER_MANUALLY_TRAP_SIG="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert line in result.stdout and "An error occurred" in result.stderr
+    (log,) = (agent / "_diag").glob("Runner_*-utc.log")
+    assert log.read_text().splitlines()[-1].endswith(f"finished with return code {code}")
+
+
+@pytest.mark.parametrize("deprecated, code", [("1", 7), ("", 0)])
+def test_a_deprecated_version_is_passed_on_only_when_asked(
+    run: Run, agent: Path, deprecated: str, code: int
+) -> None:
+    listener = agent / "bin" / "Runner.Listener"
+    listener.write_text("#!/bin/bash\nexit 7\n")
+    result = run("run.sh", ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=deprecated)
+    assert result.returncode == code
+    assert "Exiting runner..." in result.stdout
+
+
+def test_a_retryable_exit_restarts_the_helper(run: Run, agent: Path, tmp_path: Path) -> None:
+    counter = tmp_path / "starts"
+    listener = agent / "bin" / "Runner.Listener"
+    listener.write_text(
+        f"#!/bin/bash\necho x >> {counter}\n[ $(wc -l < {counter}) -ge 2 ] && exit 0\nexit 3\n"
+    )
+    result = run("run.sh")
+    assert result.returncode == 0
+    assert result.stdout.count("Restarting runner...") == 1
+    assert counter.read_text().count("x") == 2
 
 
 def test_an_ephemeral_runner_runs_one_job_and_is_gone(run: Run, fake: Any, agent: Path) -> None:
@@ -452,8 +557,9 @@ def test_a_job_that_cannot_write_its_work_folder_fails(run: Run, fake: Any, agen
 def test_run_refuses_a_job_delay_that_is_no_number(run: Run, fake: Any) -> None:
     assert configure(run, fake)[0].returncode == 0
     result = run("run.sh", STANDIN_AGENT_JOB="soon")
-    assert result.returncode == 1
+    assert result.returncode == 0
     assert "STANDIN_AGENT_JOB" in result.stderr
+    assert "Runner listener exit with terminated error" in result.stdout
 
 
 @pytest.mark.parametrize("source", ["argv", "env"])
@@ -493,16 +599,19 @@ def test_a_bad_jit_config_ends_the_listener(run: Run, fake: Any, encoded: str) -
 
 
 class Listener:
-    """run.sh in the background, its output read line by line."""
+    """run.sh in the background in a session of its own (so the whole agent can be found and
+    ended), its output read line by line. RUNNER_MANUALLY_TRAP_SIG=1 unless told otherwise, as
+    the official image and ours set it."""
 
     def __init__(self, agent: Path, env: dict[str, str], cwd: Path, *args: str) -> None:
         self.proc = subprocess.Popen(
             [str(agent / "run.sh"), *args],
-            env=env,
+            env={"RUNNER_MANUALLY_TRAP_SIG": "1", **env},
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             bufsize=0,  # unbuffered, so select() sees every line not yet read
+            start_new_session=True,
         )
         self.lines: list[str] = []
 
@@ -525,9 +634,10 @@ class Listener:
         return self.proc.returncode, "\n".join(self.lines) + "\n" + out.decode()
 
     def kill(self) -> None:
+        kill_session(self.proc.pid)
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate()
+        self.proc.communicate()
 
 
 @pytest.fixture
@@ -543,20 +653,46 @@ def listener(agent: Path, env: dict[str, str], elsewhere: Path) -> Iterator[Call
         each.kill()
 
 
+def listener_pid(tmp_path: Path) -> int:
+    pid: int = [c for c in records(tmp_path / "calls.jsonl") if c["script"] == "Runner.Listener"][
+        -1
+    ]["pid"]
+    return pid
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_an_idle_runner_exits_zero_on_a_signal(
-    run: Run, fake: Any, listener: Callable[..., Listener], signum: int
+def test_with_the_manual_trap_a_signal_to_run_sh_stops_the_listener_in_its_own_group(
+    run: Run, fake: Any, listener: Callable[..., Listener], signum: int, tmp_path: Path
 ) -> None:
     assert configure(run, fake)[0].returncode == 0
     proc = listener()
     proc.wait_for("Listening for Jobs")
     assert until(lambda: fake.runners[0]["status"] == "online")
+    # `set -m`: run-helper.sh and the listener are a process group apart from run.sh's.
+    assert os.getpgid(listener_pid(tmp_path)) != os.getpgid(proc.proc.pid)
     started = time.monotonic()
     code, out = proc.finish(signum)
-    assert code == 0
+    assert code == 128 + signum  # what `wait` returned when the trap ran, as the real one
     assert time.monotonic() - started < 3
     assert "Exiting..." in out
     assert fake.runners[0]["status"] == "offline"
+    assert session_pids(proc.proc.pid) == []
+
+
+def test_without_the_trap_a_signal_to_run_sh_alone_leaves_the_listener_running(
+    run: Run, fake: Any, listener: Callable[..., Listener], tmp_path: Path
+) -> None:
+    """The real run.sh without RUNNER_MANUALLY_TRAP_SIG: bash dies of the SIGTERM at once and
+    the listener goes on, orphaned. Whoever stops it must signal the whole tree."""
+    assert configure(run, fake)[0].returncode == 0
+    proc = listener(RUNNER_MANUALLY_TRAP_SIG="")
+    proc.wait_for("Listening for Jobs")
+    pid = listener_pid(tmp_path)
+    assert os.getpgid(pid) == os.getpgid(proc.proc.pid)
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.proc.wait(timeout=5) == -signal.SIGTERM
+    assert pid in session_pids(proc.proc.pid)
+    assert fake.runners[0]["status"] == "online"
 
 
 def test_a_runner_that_is_not_ephemeral_keeps_listening_after_its_job(
@@ -565,11 +701,11 @@ def test_a_runner_that_is_not_ephemeral_keeps_listening_after_its_job(
     assert configure(run, fake)[0].returncode == 0
     proc = listener(STANDIN_AGENT_JOB="0.2")
     proc.wait_for("Job standin completed with result: Succeeded")
-    time.sleep(0.3)
+    # Busy during the job; idle again once the listener has gone back to listening.
+    assert until(lambda: [r["busy"] for r in fake.runners] == [False])
     assert proc.proc.poll() is None
-    assert [r["busy"] for r in fake.runners] == [False]
     code, _ = proc.finish(signal.SIGTERM)
-    assert code == 0
+    assert code == 128 + signal.SIGTERM
     assert len(fake.runners) == 1
     assert (agent / ".runner").exists()
 
@@ -581,6 +717,6 @@ def test_a_signal_during_the_wait_for_a_job_stops_at_once(
     proc = listener(STANDIN_AGENT_JOB="60")
     proc.wait_for("Listening for Jobs")
     code, out = proc.finish(signal.SIGTERM)
-    assert code == 0
+    assert code == 128 + signal.SIGTERM
     assert "Running job" not in out
     assert len(fake.runners) == 1

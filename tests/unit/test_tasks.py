@@ -850,3 +850,23 @@ def test_shell_job_needs_no_python_version_in_an_ordinary_repo(
     assert str(caught.value.message).startswith("ciparity: error: no job 'nope' in lint.yml")
     with pytest.raises(Exit, match=r"\.python-version is missing"):
         tasks.shell(ctx(), cmd="true")
+
+
+def test_act_ci_passes_the_ref_to_the_run(
+    in_checkout: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ciparity import act
+
+    seen: list[act.Options] = []
+    monkeypatch.setattr(act, "validate", lambda root, options: [root / "ci.yml"])
+    for helper in ("_docker_ready", "_build_ci", "_build_runner"):
+        monkeypatch.setattr(tasks, helper, lambda config: None)
+
+    def run(config: Config, options: act.Options, workdir: Path) -> list[act.JobRow]:
+        seen.append(options)
+        return [act.JobRow("a", "success", 1.0)]
+
+    monkeypatch.setattr(act, "run", run)
+    tasks.act_ci(ctx(), job="a", ref="refs/tags/v1")
+    assert seen == [act.Options(job="a", ref="refs/tags/v1")]
+    assert "ref" in tasks.act_ci.help
