@@ -17,25 +17,32 @@ import re
 import secrets
 import shlex
 import shutil
+import socket
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import IO
 
 import yaml
 
-from ciparity import act_env, actions_mirror, console, container, gitsnap, proc
+from ciparity import act_env, act_plan, actions_mirror, console, container, gitsnap, proc
 from ciparity.config import Config
-from ciparity.errors import CiparityError, ConfigError
-from ciparity.ownership import Owner
+from ciparity.errors import CiparityError, ConfigError, DockerError
+from ciparity.ownership import RUN, Owner
 
 ACT_VERSION = "0.2.89"
 RUNNER_UID = 1001
 # The job container's own /tmp, which act sets as RUNNER_TEMP.
 JOB_TMP = "/tmp"  # nosec B108
-WORKFLOWS = Path(".github") / "workflows"
+WORKFLOWS = act_plan.WORKFLOWS
+# A failed matrix entry whose `continue-on-error` is true (act itself ignores the job-level key).
+CONTINUED = "failure (continue-on-error)"
+# How long the containers of a run may take to disappear after act ends.
+REMOVAL_DEADLINE = 60.0
 # The events a workflow can be triggered by that make sense offline.
 EVENTS = (
     "push",
@@ -55,11 +62,13 @@ CARRIED_CACHES = (Path("docker") / "wheelhouse",)
 class Options:
     """What `invoke act-ci` was asked to run."""
 
-    workflow: str = "ci.yml"
+    workflow: str = ""  # one workflow file; empty: every workflow the event triggers
     job: str = ""
     event: str = "push"
     include_untracked: bool = False
     dry_run: bool = False
+    # A job, matrix entry or step skipped because it cannot run here (a runner or Python this
+    # machine lacks, an action not available offline) fails the run.
     strict: bool = False
     ref: str = ""
 
@@ -72,6 +81,8 @@ class JobRow:
     result: str
     seconds: float
     skipped: tuple[str, ...] = ()
+    job_id: str = field(default="", compare=False)
+    matrix: Mapping[str, object] = field(default_factory=dict, compare=False)
 
 
 def find_act() -> str:
@@ -89,41 +100,22 @@ def find_act() -> str:
     return exe
 
 
-def workflow_path(root: Path, name: str) -> Path:
-    """The workflow file named by `name` (a file name in .github/workflows or a path)."""
-    candidates = [root / name, root / WORKFLOWS / name]
-    for path in candidates:
-        if path.is_file():
-            return path
-    known = sorted(p.name for p in (root / WORKFLOWS).glob("*.y*ml"))
-    raise ConfigError(f"no workflow {name!r} (known: {', '.join(known) or 'none'})")
-
-
 def workflow_jobs(path: Path) -> list[str]:
     """The job ids of a workflow; malformed YAML is reported with its file and line."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: malformed YAML: {exc.problem or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
-    jobs = data.get("jobs") if isinstance(data, dict) else None
-    if not isinstance(jobs, dict) or not jobs:
-        raise ConfigError(f"{path}: no jobs: a workflow needs a 'jobs' mapping")
-    return [str(job) for job in jobs]
+    return [str(job) for job in act_plan.read_workflow(path)["jobs"]]
 
 
-def validate(root: Path, options: Options) -> Path:
-    """Reject a bad workflow, job or event before anything starts."""
-    path = workflow_path(root, options.workflow)
-    jobs = workflow_jobs(path)
-    if options.job and options.job not in jobs:
-        raise ConfigError(f"no job {options.job!r} in {path.name} (jobs: {', '.join(jobs)})")
+def validate(root: Path, options: Options) -> list[Path]:
+    """The workflows to run; a bad workflow, job or event is rejected before anything starts."""
     if options.event not in EVENTS:
         raise ConfigError(f"unknown event {options.event!r} (known: {', '.join(EVENTS)})")
-    return path
+    paths = act_plan.select_workflows(root, options.workflow, options.event)
+    if options.job:
+        jobs = {job: None for path in paths for job in workflow_jobs(path)}
+        if options.job not in jobs:
+            names = ", ".join(p.name for p in paths)
+            raise ConfigError(f"no job {options.job!r} in {names} (jobs: {', '.join(jobs)})")
+    return paths
 
 
 def snapshot(
@@ -176,10 +168,11 @@ def _time(value: str) -> datetime | None:
 
 
 def parse_log(lines: Iterable[str]) -> list[JobRow]:
-    """Job, result and duration from act's `--json` log (one JSON object a line)."""
+    """Job (each matrix entry its own row), result and duration from act's `--json` log."""
     first: dict[str, datetime] = {}
     last: dict[str, datetime] = {}
     results: dict[str, str] = {}
+    ids: dict[str, tuple[str, Mapping[str, object]]] = {}
     for line in lines:
         try:
             entry = json.loads(line)
@@ -187,18 +180,70 @@ def parse_log(lines: Iterable[str]) -> list[JobRow]:
             continue
         if not isinstance(entry, dict) or not entry.get("jobID"):
             continue
-        job = str(entry["jobID"])
+        # act's `job` is unique per matrix entry ("workflow/name-2"); jobID is shared by them.
+        key = str(entry.get("job") or entry["jobID"]).strip()
+        matrix = entry.get("matrix") if isinstance(entry.get("matrix"), dict) else {}
+        ids.setdefault(key, (str(entry["jobID"]), matrix or {}))
         when = _time(str(entry.get("time", "")))
         if when is not None:
-            first.setdefault(job, when)
-            last[job] = when
+            first.setdefault(key, when)
+            last[key] = when
         if entry.get("jobResult"):
-            results[job] = str(entry["jobResult"])
+            results[key] = str(entry["jobResult"])
     rows = []
-    for job in first:
-        seconds = (last[job] - first[job]).total_seconds()
-        rows.append(JobRow(job, results.get(job, "unfinished"), seconds))
+    for key in first:
+        job_id, matrix = ids[key]
+        seconds = (last[key] - first[key]).total_seconds()
+        name = act_plan.Entry("", job_id, matrix).name
+        rows.append(
+            JobRow(name, results.get(key, "unfinished"), seconds, job_id=job_id, matrix=matrix)
+        )
     return rows
+
+
+def _same_matrix(a: Mapping[str, object], b: Mapping[str, object]) -> bool:
+    # act logs matrix values as JSON; compare them as expressions see them.
+    return {k: act_plan.text(v) for k, v in a.items()} == {
+        k: act_plan.text(v) for k, v in b.items()
+    }
+
+
+def job_table(plan: act_plan.Plan, rows: Sequence[JobRow]) -> list[JobRow]:
+    """The rows act reported, named as GitHub names them and with each entry's continue-on-error
+    applied, then a `skipped: REASON` row for each entry that cannot run here."""
+    entries = plan.entries
+    table = []
+    for row in rows:
+        match = next(
+            (e for e in entries if e.job == row.job_id and _same_matrix(e.matrix, row.matrix)),
+            None,
+        )
+        if match is None:
+            table.append(row)
+            continue
+        result = CONTINUED if row.result == "failure" and match.continue_on_error else row.result
+        table.append(dataclasses.replace(row, job=plan.display(match), result=result))
+    for entry in plan.skipped:
+        table.append(
+            JobRow(
+                plan.display(entry),
+                f"skipped: {entry.skip}",
+                0.0,
+                job_id=entry.job,
+                matrix=entry.matrix,
+            )
+        )
+    return table
+
+
+def failures(rows: Sequence[JobRow], strict: bool = False) -> list[str]:
+    """The rows that fail the run: failed jobs, and with `strict` what could not run here."""
+    failed = []
+    for row in rows:
+        skipped = row.result.startswith("skipped")
+        if (skipped and strict) or (not skipped and row.result not in ("success", CONTINUED)):
+            failed.append(row.job)
+    return failed
 
 
 def act_argv(
@@ -208,21 +253,28 @@ def act_argv(
     owner: Owner,
     socket_gid: int | None,
     extra: Sequence[str] = (),
+    workdir: Path | None = None,
+    config_args: Sequence[str] = (),
     more_options: str = "",
 ) -> list[str]:
-    """The act command, run from the snapshot (so the checkout's .actrc applies).
+    """The act command. `config_args` (ciparity's options, then the repository's .actrc) come
+    first, so act-ci's own flags, last, win; their --container-options get our labels added.
 
     Job containers carry the run's labels, and the jobs get the run's variables, so what a job's
     own tasks start (`invoke test` through the socket) belongs to this run and goes with it.
     """
+    rest, their_options = act_plan.split_container_options(config_args)
     labels = {container.MANAGED: "1", **owner.labels()}
-    container_options = " ".join(f"--label {shlex.quote(f'{k}={v}')}" for k, v in labels.items())
+    ours = " ".join(f"--label {shlex.quote(f'{k}={v}')}" for k, v in labels.items())
     if socket_gid is not None:
-        container_options += f" --group-add {socket_gid}"
+        ours += f" --group-add {socket_gid}"
     if more_options:
-        container_options += f" {more_options}"
-    argv = [act, options.event, "-W", str(path), "--json", "--bind", "--rm"]
-    argv += ["--container-options", container_options]
+        ours += f" {more_options}"
+    argv = [act, options.event, *rest]
+    if workdir is not None:
+        argv += ["-C", str(workdir)]
+    argv += ["-W", str(path), "--json", "--bind", "--rm"]
+    argv += ["--container-options", f"{their_options} {ours}".strip()]
     for name, value in owner.env().items():
         argv += ["--env", f"{name}={value}"]
     if options.job:
@@ -230,6 +282,12 @@ def act_argv(
     if options.dry_run:
         argv.append("--dryrun")
     return argv + list(extra)
+
+
+def config_args(config: Config) -> list[str]:
+    """ciparity's act options, then the checkout's .actrc (which adds to or overrides them)."""
+    builtin = act_plan.builtin_args(config.runner_image, config.self_hosted_image)
+    return builtin + act_plan.read_actrc(config.root / ".actrc")
 
 
 def remove_snapshot(config: Config, path: Path) -> None:
@@ -249,18 +307,50 @@ def remove_snapshot(config: Config, path: Path) -> None:
         container.run(spec, config.docker)
 
 
+def _image_present(docker: str) -> Callable[[str], bool]:
+    known: dict[str, bool] = {}
+
+    def present(image: str) -> bool:
+        if image not in known:
+            known[image] = proc.run([docker, "image", "inspect", image]).ok
+        return known[image]
+
+    return present
+
+
+def make_plan(
+    config: Config, options: Options, paths: Sequence[Path], args: Sequence[str]
+) -> act_plan.Plan:
+    """Which entries of the workflows run here, with the platforms `args` map."""
+    return act_plan.plan(
+        paths,
+        act_plan.platforms(args),
+        has_image=_image_present(config.docker),
+        root=config.root,
+        only_job=options.job,
+    )
+
+
 def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
-    """Run the workflow through act on a snapshot under `workdir`; rows of the job table."""
-    path = validate(config.root, options)
+    """Run the workflows through act on a snapshot under `workdir`; rows of the job table."""
+    paths = validate(config.root, options)
+    args = config_args(config)
     act = find_act()
+    plan = make_plan(config, options, paths, args)
+    for entry in plan.skipped:
+        print(f"ciparity: skipped {plan.display(entry)}: {entry.skip}", file=sys.stderr, flush=True)
+    if not any(not e.skip for e in plan.entries):
+        return job_table(plan, [])
     label = secrets.token_hex(6)
     snap = workdir / f"act-{label}"
     stubs = workdir / f"act-{label}-actions"
+    planned = workdir / f"act-{label}-plan"
     event = workdir / f"act-{label}-event.json"
     host_dir = workdir / f"act-{label}-host"
     host: act_env.JobHost | None = None
+    claim(workdir, snap.name)
     try:
-        inputs, notes = gitsnap.checkout_inputs(path, options.job, config.root)
+        inputs, notes = checkout_inputs(config.root, paths, options.job)
         taken = snapshot(
             config.root,
             snap,
@@ -271,37 +361,42 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
         )
         for line in (*notes, *taken.messages):
             print(line, file=sys.stderr)
-        workflow = snap / path.relative_to(config.root)
-        host = act_env.prepare(config, snap, host_dir, act_env.remote_uses(snap, workflow))
+        workflows = [snap / p.relative_to(config.root) for p in paths]
+        host = act_env.prepare(config, snap, host_dir, act_env.remote_uses(snap, workflows), args)
         prepared = actions_mirror.prepare(
-            config, snap, stubs, options.strict, None, [workflow], substitutes=host.doubles
+            config, snap, stubs, options.strict, None, workflows, substitutes=host.doubles
         )
-        # The checkout's own .actrc --local-repository choices win over act-ci's.
-        mine = act_env.actrc_local_repositories(snap)
         flags = [
-            *act_env.without_overridden(prepared.flags, mine),
+            # The repository's own .actrc --local-repository choices win over act-ci's.
+            *act_env.without_overridden(prepared.flags, act_env.local_repositories(args)),
             *host.flags,
             *host.artifact_flags(prepared.real),
             *event_flags(taken, options.event, event),
         ]
+        plan.write(planned)
         argv = act_argv(
             act,
-            workflow,
+            planned,
             options,
             config.run,
             container.socket_gid(),
             flags,
+            snap,
+            args,
             host.container_options,
         )
         env = {**os.environ, "ACT_DISABLE_VERSION_CHECK": "1"}
-        console.step(f"act {options.event} on {path.name} (snapshot {snap})")
+        names = ", ".join(p.name for p in paths)
+        console.step(f"act {options.event} on {names} (snapshot {snap})")
         log = config.reports_dir / "act" / "act.log.jsonl"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w", encoding="utf-8") as handle:
-            result = proc.run(argv, cwd=snap, env=env, tee=_JobPrinter(handle))
+            # From the plan folder, which has no .actrc: act would read one in its current folder
+            # before our arguments, and the repository's .actrc is already among them.
+            result = proc.run(argv, cwd=planned, env=env, tee=_JobPrinter(handle))
         skipped = actions_mirror.skipped_steps(result.stdout.splitlines())
         rows = [
-            dataclasses.replace(r, skipped=tuple(skipped.get(r.job, ())))
+            dataclasses.replace(r, skipped=tuple(skipped.get(r.job_id, ())))
             for r in parse_log(result.stdout.splitlines())
         ]
         _copy_reports(snap, config.reports_dir / "act")
@@ -318,16 +413,125 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
                 "ciparity: the failed run's workspace is kept: `invoke shell --job JOB` opens it",
                 file=sys.stderr,
             )
-        return rows
+        return job_table(plan, rows)
     finally:
         if host is not None:
             host.close()
-        container.remove_run(config.docker, config.run)
-        remove_job_volumes(config.docker, path, options.job)
-        remove_snapshot(config, snap)
-        remove_snapshot(config, host_dir)
-        shutil.rmtree(stubs, ignore_errors=True)
+        cleanup(config, paths, options.job, (snap, stubs, planned, host_dir))
         event.unlink(missing_ok=True)
+        release(workdir, snap.name)
+
+
+def checkout_inputs(
+    root: Path, paths: Sequence[Path], job: str = ""
+) -> tuple[gitsnap.Checkout, list[str]]:
+    """What the workflows' own checkout steps ask of the one snapshot they share (of `job` and
+    the workflows that have it, if given), merged as gitsnap merges one workflow's jobs."""
+    wanted: list[gitsnap.Checkout] = []
+    notes: list[str] = []
+    for path in paths:
+        if job and job not in workflow_jobs(path):
+            continue
+        inputs, lines = gitsnap.checkout_inputs(path, job, root)
+        wanted.append(inputs)
+        notes += lines
+    if len(wanted) < 2:
+        return (wanted[0] if wanted else gitsnap.Checkout()), notes
+    depths = {c.fetch_depth for c in wanted}
+    merged = gitsnap.Checkout(
+        fetch_depth=0 if 0 in depths else max(depths),
+        fetch_tags=any(c.fetch_tags for c in wanted),
+        lfs=any(c.lfs for c in wanted),
+        submodules=max((c.submodules for c in wanted), key=("", "true", "recursive").index),
+    )
+    return merged, notes
+
+
+def cleanup(config: Config, paths: Sequence[Path], job: str, folders: Sequence[Path]) -> None:
+    """Remove what one run made: every container carrying its label (those its jobs started
+    through ciparity too), its jobs' volumes and its folders. Each step runs even if one before
+    it failed (act may be removing the same containers), and the first error is raised last."""
+    errors: list[CiparityError] = []
+    steps: list[Callable[[], None]] = [partial(remove_run_containers, config.docker, config.run)]
+    steps += [partial(remove_job_volumes, config.docker, path, job) for path in paths]
+    steps += [partial(remove_snapshot, config, folder) for folder in folders]
+    for step in steps:
+        try:
+            step()
+        except CiparityError as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def remove_run_containers(docker: str, owner: Owner, deadline: float = REMOVAL_DEADLINE) -> None:
+    """Remove every container of `owner`'s run until none is left (a job may still be creating
+    one while act shuts down), then its volumes and networks; fail after `deadline` seconds.
+
+    Only in the process that owns the run: a nested act-ci that joined an outer run leaves the
+    sweep to it (it would remove its own job).
+    """
+    if owner.pid != os.getpid() or owner.host != socket.gethostname():
+        return
+    ends = time.monotonic() + deadline
+    while True:
+        found = proc.run([docker, "ps", "-aq", "--filter", f"label={RUN}={owner.run}"])
+        if not found.ok:
+            raise DockerError(f"docker: {proc.reason(found.stderr)}")
+        ids = found.stdout.split()
+        if not ids:
+            container.remove_run(docker, owner)  # the run's volumes and networks
+            return
+        if time.monotonic() > ends:
+            raise DockerError(f"containers of this run are still there: {' '.join(ids)}")
+        # No check: act may be removing the same containers ("removal already in progress").
+        proc.run([docker, "rm", "-f", "-v", *ids])
+        time.sleep(0.2)
+
+
+def claim(workdir: Path, name: str) -> None:
+    """Mark `workdir/name` as this process's (a pid file beside it): `invoke clean` spares it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    _marker(workdir, name).write_text(str(os.getpid()), encoding="utf-8")
+
+
+def release(workdir: Path, name: str) -> None:
+    _marker(workdir, name).unlink(missing_ok=True)
+
+
+def _marker(workdir: Path, name: str) -> Path:
+    # Hidden, so a glob for the run's folders (act-*) never matches it.
+    return workdir / f".{name}.pid"
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text(encoding="utf-8").strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def remove_stale(config: Config, workdir: Path) -> list[str]:
+    """Remove the snapshots under `workdir` whose run is over (no live process claims them),
+    including the kept last failed one; returns their names."""
+    if not workdir.is_dir():
+        return []
+    live = {p.name[1 : -len(".pid")] for p in workdir.glob(".*.pid") if _alive(p)}
+    removed = []
+    for path in sorted(workdir.iterdir()):
+        owner = re.sub(
+            r"-(actions|plan|event\.json)$", "", path.name.removesuffix(".pid").lstrip(".")
+        )
+        if owner in live:
+            continue
+        if path.is_dir():
+            remove_snapshot(config, path)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return removed
 
 
 def _sanitize(name: str) -> str:

@@ -188,28 +188,22 @@ def _prepare_cache(folder: Path, root: Path) -> None:
     (folder / "ciparity-checkout").write_text(f"{root}\n", encoding="utf-8")
 
 
-def _env_file_sources(snap: Path) -> list[Path]:
-    """The env files act would read from the snapshot (its default `.env`, or .actrc's
-    `--env-file`), which our own --env-file would otherwise replace."""
-    chosen = snap / ".env"
-    for flag, value in _actrc_flags(snap):
-        if flag == "--env-file":
-            chosen = snap / os.path.expandvars(value)
-    return [chosen] if chosen.is_file() else []
-
-
-def _actrc_flags(snap: Path) -> list[tuple[str, str]]:
-    """(flag, value) of the checkout's .actrc lines, `--flag value` or `--flag=value`."""
-    actrc = snap / ".actrc"
-    if not actrc.is_file():
-        return []
+def flag_values(args: Sequence[str], flag: str) -> list[str]:
+    """The values `flag` is given in act arguments (`--flag value` or `--flag=value`)."""
     found = []
-    for line in actrc.read_text(encoding="utf-8", errors="replace").splitlines():
-        flag, _, value = line.strip().partition(" ")
-        if "=" in flag:
-            flag, _, value = line.strip().partition("=")
-        found.append((flag, value.strip()))
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            found.append(args[i + 1])
+        elif arg.startswith(flag + "="):
+            found.append(arg.partition("=")[2])
     return found
+
+
+def _env_file_sources(snap: Path, args: Sequence[str]) -> list[Path]:
+    """The env file act would read (its default `.env` in the snapshot, or the arguments'
+    `--env-file`), which our own --env-file would otherwise replace."""
+    chosen = [snap / ".env", *(snap / value for value in flag_values(args, "--env-file"))][-1]
+    return [chosen] if chosen.is_file() else []
 
 
 def _write_env_file(path: Path, values: Mapping[str, str], sources: Iterable[Path]) -> None:
@@ -250,14 +244,10 @@ def write_double(repo: str, dest: Path) -> Path:
     return dest
 
 
-def actrc_local_repositories(snap: Path) -> set[str]:
-    """The `OWNER/REPO@REF` keys the checkout's .actrc maps with --local-repository: its own
-    choice of action code, which act-ci's stand-ins and doubles must not replace."""
-    return {
-        value.split("=", 1)[0].strip()
-        for flag, value in _actrc_flags(snap)
-        if flag == "--local-repository"
-    }
+def local_repositories(args: Sequence[str]) -> set[str]:
+    """The `OWNER/REPO@REF` keys the arguments (the repository's .actrc among them) map with
+    --local-repository: its own choice of action code, which act-ci's must not replace."""
+    return {value.split("=", 1)[0].strip() for value in flag_values(args, "--local-repository")}
 
 
 def without_overridden(flags: Sequence[str], keys: Collection[str]) -> list[str]:
@@ -279,9 +269,9 @@ def artifact_actions(actions: Iterable[tuple[str, str, str]]) -> list[tuple[str,
     return list(found)
 
 
-def remote_uses(snap: Path, workflow: Path) -> list[tuple[str, str, str]]:
-    """(owner/repo, sub/path, ref) of the remote actions the run's workflow uses."""
-    return [(u.repo, u.path, u.ref) for u in actions_mirror.find_uses(snap, [workflow])]
+def remote_uses(snap: Path, workflows: Sequence[Path]) -> list[tuple[str, str, str]]:
+    """(owner/repo, sub/path, ref) of the remote actions the run's workflows use."""
+    return [(u.repo, u.path, u.ref) for u in actions_mirror.find_uses(snap, workflows)]
 
 
 def prepare(
@@ -289,12 +279,14 @@ def prepare(
     snap: Path,
     run_dir: Path,
     actions: Sequence[tuple[str, str, str]],
+    args: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
 ) -> JobHost:
     """The act flags giving this run's jobs the host's CA, proxy, cache and artifacts.
 
-    `actions` are the workflow's remote actions (`remote_uses`): each upload/download-artifact
-    ref gets a local double, which the action mirror uses where it lacks the real code.
+    `actions` are the workflows' remote actions (`remote_uses`): each upload/download-artifact
+    ref gets a local double, which the action mirror uses where it lacks the real code, unless
+    `args` (ciparity's act options and the repository's .actrc) name code of their own.
     Raises ConfigError (before anything is created) for an unreadable CA bundle.
     """
     environ = os.environ if environ is None else environ
@@ -315,9 +307,9 @@ def prepare(
     proxies = proxy_env(environ)
     if proxies:
         env_file = run_dir / "job.env"
-        _write_env_file(env_file, proxies, _env_file_sources(snap))
+        _write_env_file(env_file, proxies, _env_file_sources(snap, args))
         flags += ["--env-file", str(env_file)]
-    overridden = actrc_local_repositories(snap)
+    overridden = local_repositories(args)
     doubles = {
         f"{repo}@{ref}": write_double(
             repo, run_dir / "doubles" / f"{repo.replace('/', '__')}@{ref}"

@@ -22,6 +22,9 @@ WORKSPACE_MODES = ("auto", "bind", "copy")
 OFFLINE_MODES = ("auto", "on", "off")
 # Where the self-hosted image's runner agent comes from (runner/Dockerfile, RUNNER_AGENT).
 RUNNER_AGENTS = ("auto", "download", "local", "standin")
+# The images' Python, for a repository that states none (act-ci needs no .python-version: the
+# workflow, not ciparity, decides which Python a job uses).
+DEFAULT_PYTHON = "3.12"
 
 
 @dataclass(frozen=True)
@@ -167,12 +170,15 @@ def env_name(key: str) -> str:
     return "CIPARITY_" + key.upper()
 
 
-def read_python_version(root: Path) -> str:
-    """The one Python version of the project, from .python-version."""
+def read_python_version(root: Path, required: bool = True) -> str:
+    """The one Python version of the project, from .python-version (DEFAULT_PYTHON if that file
+    is missing and not `required`)."""
     path = root / ".python-version"
     try:
         text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
+        if not required:
+            return DEFAULT_PYTHON
         raise ConfigError(f"{path} is missing: write the project's Python version (3.12) in it")
     if not text or not all(part.isdigit() for part in text.split(".")):
         raise ConfigError(f"{path}: expected a version such as 3.12, got {text!r}")
@@ -197,8 +203,12 @@ def load(
     root: Path | str | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    require_python: bool = True,
 ) -> Config:
-    """Resolve the configuration for the checkout at `root` (default: the current directory)."""
+    """Resolve the configuration for the checkout at `root` (default: the current directory).
+
+    `require_python=False` (act-ci, clean) accepts a checkout without .python-version.
+    """
     root_path = Path(root or os.getcwd()).resolve()
     environ = os.environ if environ is None else environ
     layers: list[tuple[str, Mapping[str, Any]]] = [
@@ -225,7 +235,7 @@ def load(
             sources[key] = source
     config = Config(
         root=root_path,
-        python_version=read_python_version(root_path),
+        python_version=read_python_version(root_path, require_python),
         settings_source=sources,
         owner=Owner.for_checkout(root_path, environ),
         **values,
@@ -243,3 +253,25 @@ def _guess_package(config: Config) -> str:
                 if (child / "__init__.py").exists():
                     return child.name
     return ""
+
+
+def ignore_reports(config: Config) -> None:
+    """Create the reports folder with a `.gitignore` of `*` in it (and in its top folder under
+    the checkout), so `git add -A` never stages what ciparity writes there."""
+    folders = [config.reports_dir]
+    try:
+        relative = config.reports_dir.relative_to(config.root)
+    except ValueError:
+        relative = None
+    if relative is not None:
+        if not relative.parts:
+            return  # reports in the checkout's root: ignoring everything there would be wrong
+        folders.insert(0, config.root / relative.parts[0])
+    for folder in folders:
+        marker = folder / ".gitignore"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not marker.exists():
+                marker.write_text("*\n", encoding="utf-8")
+        except OSError:
+            return  # a read-only checkout: the check's own output error says more

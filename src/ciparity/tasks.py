@@ -21,7 +21,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from ciparity import checks, console, container, hostsetup, images, proc
-from ciparity.config import Config, load
+from ciparity.config import Config, ignore_reports, load
 from ciparity.errors import CiparityError, ConfigError, DockerError, Interrupted
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,16 +29,18 @@ LOCAL_AGENT = "runner/dist/actions-runner.tar.gz"
 
 
 def project_root(start: Path | None = None) -> Path:
-    """The nearest folder upwards holding .python-version (the checkout's root)."""
+    """The nearest folder upwards holding .python-version or .git (the checkout's root)."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / ".python-version").exists():
+        if (folder / ".python-version").exists() or (folder / ".git").exists():
             return folder
     return here
 
 
-def _config(**overrides: Any) -> Config:
-    return load(project_root(), overrides)
+def _config(require_python: bool = True, **overrides: Any) -> Config:
+    config = load(project_root(), overrides, require_python=require_python)
+    ignore_reports(config)
+    return config
 
 
 def fatal_errors(body: F) -> F:
@@ -287,13 +289,14 @@ def ci(c: Context, parallel: bool = False, markers: str = "", pytest_args: str =
     help={
         "cmd": "run this one command instead of an interactive shell",
         "job": "open the runner image as this workflow job sees it (user, workspace, env)",
-        "workflow": "with --job: the workflow file (default ci.yml)",
+        "workflow": "with --job: the workflow file (default: the one that has the job)",
     }
 )
-def shell(c: Context, cmd: str = "", job: str = "", workflow: str = "ci.yml") -> None:
+def shell(c: Context, cmd: str = "", job: str = "", workflow: str = "") -> None:
     """A shell in the CI image with exactly the mounts, environment and user `test` uses;
     with --job, in the runner image as that act job sees it (after a failed act-ci: its state)."""
-    config = _config()
+    # A job's shell, like act-ci, needs no .python-version: the workflow decides the Python.
+    config = _config(require_python=not job)
     _docker_ready(config)
     # A command line, as typed at a prompt: `--cmd "id; pwd"` is two commands, run by bash.
     command = ["bash", "-c", cmd] if cmd else ["bash"]
@@ -330,7 +333,8 @@ def _job_shell(
 ) -> None:
     from ciparity import act
 
-    path = act.validate(config.root, act.Options(workflow=workflow, job=job))
+    paths = act.validate(config.root, act.Options(workflow=workflow, job=job))
+    path = next(p for p in paths if job in act.workflow_jobs(p))
     if images.inspect_label(config.docker, config.runner_image, "") is None:
         _build_runner(config)
     workdir = config.reports_dir / ".act"
@@ -359,19 +363,20 @@ def build_runner(c: Context) -> None:
 @ci_task(
     help={
         "job": "run only this job",
-        "workflow": "workflow file in .github/workflows (default ci.yml)",
+        "workflow": "run only this workflow file (default: every workflow the event triggers)",
         "event": "event that triggers the run (default push)",
-        "list": "list the workflow's jobs and exit",
+        "list": "list the jobs and exit",
         "dry-run": "let act plan the run without starting jobs",
         "include-untracked": "also carry untracked files (a push would not)",
-        "strict": "a step skipped because its action is not available offline fails its job",
+        "strict": "fail if a job, matrix entry or step is skipped because it cannot run here"
+        " (a runner or Python this machine lacks, an action not available offline)",
         "ref": "the ref the push sends (refs/heads/B, refs/tags/T; default: the current branch)",
     }
 )
 def act_ci(
     c: Context,
     job: str = "",
-    workflow: str = "ci.yml",
+    workflow: str = "",
     event: str = "push",
     list: bool = False,
     dry_run: bool = False,
@@ -379,29 +384,35 @@ def act_ci(
     strict: bool = False,
     ref: str = "",
 ) -> None:
-    """Run the real GitHub Actions workflow offline through act, in the same images."""
+    """Run the real GitHub Actions workflows offline through act, in the same images."""
     from ciparity import act
 
-    config = _config()
+    config = _config(require_python=False)
     options = act.Options(workflow, job, event, include_untracked, dry_run, strict, ref)
-    path = act.validate(config.root, options)
+    paths = act.validate(config.root, options)
+    act.config_args(config)  # a malformed .actrc is refused before anything is built
     if list:
-        for name in act.workflow_jobs(path):
-            print(name)
+        for path in paths:
+            for name in act.workflow_jobs(path):
+                print(f"{path.name}: {name}" if len(paths) > 1 else name)
         return
     _docker_ready(config)
     # Both images are (re)built: from cache that takes a second, and a stale runner image would
-    # make act test yesterday's environment.
-    _build_ci(config)
+    # make act test yesterday's environment. A repository without ciparity's Dockerfiles uses
+    # the prebuilt runner image, and its jobs need no CI image unless they call the checks.
+    if (config.root / "docker" / "Dockerfile.ci").exists():
+        _build_ci(config)
     _build_runner(config)
     started = time.monotonic()
     rows = act.run(config, options, config.reports_dir / ".act")
     table = act.rows_table(rows)
     table.append(console.Row("total", "", time.monotonic() - started))
-    console.summary(f"act {options.event} {path.name}", table)
-    failed = [r.job for r in rows if r.result != "success"]
-    if failed or not rows:
-        raise Exit(f"ciparity: act-ci failed: {', '.join(failed) or 'no job ran'}", 1)
+    names = ", ".join(p.name for p in paths)
+    console.summary(f"act {options.event} {names}", table)
+    failed = act.failures(rows, options.strict)
+    if failed or all(r.result.startswith("skipped") for r in rows):
+        why = ", ".join(failed) or f"no job ran here ({len(rows)} skipped)"
+        raise Exit(f"ciparity: act-ci failed: {why}", 1)
 
 
 @ci_task
@@ -409,7 +420,7 @@ def actions_sync(c: Context) -> None:
     """Fetch the real code of every remote action the workflows use into the action mirror."""
     from ciparity import actions_mirror
 
-    config = _config()
+    config = _config(require_python=False)
     mirror = actions_mirror.mirror_dir(config)
     console.step(f"syncing actions from {actions_mirror.actions_url(config)} into {mirror}")
     result = actions_mirror.sync(config)
@@ -425,10 +436,11 @@ def actions_sync(c: Context) -> None:
     }
 )
 def clean(c: Context, all: bool = False) -> None:
-    """Remove what finished or killed runs of this checkout left behind (never a live run)."""
-    from ciparity import cleanup
+    """Remove what finished or killed runs of this checkout left behind (never a live run),
+    act-ci snapshots under reports/.act included."""
+    from ciparity import act, cleanup
 
-    config = _config()
+    config = _config(require_python=False)
     _docker_ready(config)
     found = container.list_managed(config.docker, None if all else str(config.root))
     todo = cleanup.plan(found, everything=all)
@@ -436,6 +448,9 @@ def clean(c: Context, all: bool = False) -> None:
         print(f"ciparity: kept {line}", file=sys.stderr)
     removed = cleanup.execute(config.docker, todo)
     print(f"removed {removed[0]} containers, {removed[1]} volumes, {removed[2]} networks")
+    stale = act.remove_stale(config, config.reports_dir / ".act")
+    if stale:
+        print(f"removed stale act-ci snapshots: {', '.join(stale)}")
 
 
 @ci_task

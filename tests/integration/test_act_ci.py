@@ -112,8 +112,9 @@ def test_list_and_dry_run(shared_dir: Path) -> None:
 
 
 def test_a_self_hosted_job_runs_in_the_self_hosted_image(shared_dir: Path) -> None:
-    """`runs-on: [self-hosted, linux, x64]` maps to ciparity-runner:self-hosted (.actrc): the
-    job sees the runner's layout, uid 1001 and the docker group, as on our runners."""
+    """`runs-on: [self-hosted, linux, x64]` maps to ciparity-runner:self-hosted (act-ci's own
+    -P mappings, no .actrc): the job sees the runner's layout, uid 1001 and the docker group, as
+    on our runners."""
     repo = copy_fixture("act_selfhosted", shared_dir)
     _git_repo(repo)
     done = invoke(["act-ci", "--job", "on-our-runner"], repo)

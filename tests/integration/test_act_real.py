@@ -35,11 +35,9 @@ def _remote(dest: Path) -> Path:
 
 
 def _repo(fixture: str, dest: Path) -> tuple[Path, dict[str, str]]:
-    """A copy of the fixture as a git repository, and the settings that give it an action
-    mirror synced from the shared mirrors."""
+    """A copy of the fixture as a git repository (no .actrc: act-ci maps the runner labels
+    itself), and the settings that give it the runner image and an action mirror."""
     repo = copy_fixture(fixture, dest)
-    lines = [f"-P ubuntu-latest={RUNNER_IMAGE}", "--pull=false", "--action-offline-mode"]
-    (repo / ".actrc").write_text("\n".join(lines) + "\n", encoding="utf-8")
     env = ["-c", "user.name=t", "-c", "user.email=t@t"]
     for argv in (["init", "-q", "-b", "main"], ["add", "-A"], [*env, "commit", "-q", "-m", "x"]):
         subprocess.run(["git", "-C", str(repo), *argv], check=True, capture_output=True)

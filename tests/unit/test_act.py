@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FakeRun
+from conftest import FakeRun, result
 
-from ciparity import act, act_env, images
-from ciparity.errors import CiparityError, ConfigError
+from ciparity import act, act_env, act_plan, images, proc
+from ciparity.errors import CiparityError, ConfigError, DockerError
 from ciparity.ownership import Owner
 
 WORKFLOW = """name: ci
@@ -104,7 +105,7 @@ def test_snapshot_outside_git(tmp_path: Path) -> None:
 
 
 def test_validate(repo: Path) -> None:
-    assert act.validate(repo, act.Options()) == repo / ".github" / "workflows" / "ci.yml"
+    assert act.validate(repo, act.Options()) == [repo / ".github" / "workflows" / "ci.yml"]
     assert act.workflow_jobs(repo / ".github" / "workflows" / "ci.yml") == ["build", "lint"]
     with pytest.raises(ConfigError, match=r"no workflow 'nope.yml' \(known: ci.yml\)"):
         act.validate(repo, act.Options(workflow="nope.yml"))
@@ -152,6 +153,37 @@ def test_act_argv() -> None:
         "lint",
         "--dryrun",
         "-x",
+    ]
+
+
+def test_act_argv_puts_configuration_first_and_keeps_their_container_options() -> None:
+    config_args = ["-P", "ubuntu-latest=img", "--container-options", "--cpus 2", "--pull=true"]
+    owner = Owner("0123456789ab", "/c", "box", 42)
+    argv = act.act_argv(
+        "act", Path("/plan"), act.Options(), owner, None, (), Path("/snap"), config_args
+    )
+    assert argv == [
+        "act",
+        "push",
+        "-P",
+        "ubuntu-latest=img",
+        "--pull=true",
+        "-C",
+        "/snap",
+        "-W",
+        "/plan",
+        "--json",
+        "--bind",
+        "--rm",
+        "--container-options",
+        "--cpus 2 --label ciparity.managed=1 --label ciparity.run=0123456789ab"
+        " --label ciparity.checkout=/c --label ciparity.owner=box:42",
+        "--env",
+        "CIPARITY_RUN_ID=0123456789ab",
+        "--env",
+        "CIPARITY_RUN_CHECKOUT=/c",
+        "--env",
+        "CIPARITY_RUN_OWNER=box:42",
     ]
 
 
@@ -265,6 +297,178 @@ def test_remove_job_volumes_only_this_workflows_jobs(repo: Path, fake_run: FakeR
         "act-ci-build-1a-env",
         "act-ci-lint-2b-env",
     ]
+
+
+MINE = Owner("0123456789ab", "/c", socket.gethostname(), os.getpid())
+
+
+def test_remove_run_containers_polls_until_none_is_left(fake_run: FakeRun) -> None:
+    answers = iter(["a b\n", "c\n"])
+    fake_run.on("docker", "ps", respond=lambda call: result(call.argv, 0, next(answers, "")))
+    # act removing the same container at once: the error is expected, the poll decides.
+    fake_run.on(
+        "docker", "rm", returncode=1, stderr="removal of container a is already in progress"
+    )
+    act.remove_run_containers("docker", MINE)
+    assert [a for a in fake_run.argvs if a[1] == "rm"] == [
+        ["docker", "rm", "-f", "-v", "a", "b"],
+        ["docker", "rm", "-f", "-v", "c"],
+    ]
+    assert fake_run.argvs[0][-1] == "label=ciparity.run=0123456789ab"
+    assert any(a[1:3] == ["volume", "ls"] for a in fake_run.argvs), "then its volumes"
+
+
+def test_a_nested_run_leaves_the_sweep_to_the_process_owning_the_run(fake_run: FakeRun) -> None:
+    outer = Owner("0123456789ab", "/c", socket.gethostname(), os.getpid() + 1)
+    act.remove_run_containers("docker", outer)
+    assert fake_run.calls == []
+
+
+def test_remove_run_containers_gives_up_after_its_deadline(fake_run: FakeRun) -> None:
+    fake_run.on("docker", "ps", stdout="stuck\n")
+    with pytest.raises(DockerError, match="containers of this run are still there: stuck"):
+        act.remove_run_containers("docker", MINE, deadline=0.0)
+
+
+def test_cleanup_runs_every_step_even_after_one_fails(
+    repo: Path, fake_run: FakeRun, make_config: Any, tmp_path: Path
+) -> None:
+    fake_run.on("docker", "ps", returncode=1, stderr="daemon hiccup")
+    folder = tmp_path / "act-L"
+    folder.mkdir()
+    path = repo / ".github" / "workflows" / "ci.yml"
+    with pytest.raises(DockerError, match="daemon hiccup"):
+        act.cleanup(make_config(), [path], "", [folder])
+    assert not folder.exists(), "the snapshot is removed although the container step failed"
+    assert any(a[1:3] == ["volume", "ls"] for a in fake_run.argvs)
+
+
+def test_remove_stale_spares_a_live_runs_snapshot(
+    tmp_path: Path, make_config: Any, fake_run: FakeRun
+) -> None:
+    workdir = tmp_path / ".act"
+    for name in ("act-live", "act-live-plan", "act-dead", "act-dead-actions", "last-failed"):
+        (workdir / name).mkdir(parents=True)
+    act.claim(workdir, "act-live")
+    (workdir / ".act-dead.pid").write_text("999999999")
+    removed = act.remove_stale(make_config(), workdir)
+    assert removed == [".act-dead.pid", "act-dead", "act-dead-actions", "last-failed"]
+    assert sorted(p.name for p in workdir.iterdir()) == [
+        ".act-live.pid",
+        "act-live",
+        "act-live-plan",
+    ]
+    act.release(workdir, "act-live")
+    assert act.remove_stale(make_config(), tmp_path / "none") == []
+
+
+def test_a_run_with_nothing_reproducible_starts_nothing(
+    tmp_path: Path,
+    make_config: Any,
+    fake_run: FakeRun,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = make_config()
+    workflows = config.root / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    (workflows / "mac.yml").write_text("on: push\njobs:\n  mac: {runs-on: macos-14}\n")
+    monkeypatch.setattr(act, "find_act", lambda: "act")
+    rows = act.run(config, act.Options(), tmp_path / "work")
+    reason = "macOS runner (macos-14): act runs Linux containers only"
+    assert [(r.job, r.result) for r in rows] == [("mac", f"skipped: {reason}")]
+    assert capsys.readouterr().err == f"ciparity: skipped mac: {reason}\n"
+    assert fake_run.calls == [] and not (tmp_path / "work").exists()
+    assert act.failures(rows) == [] and act.failures(rows, strict=True) == ["mac"]
+
+
+def _real(call: Any) -> proc.Result:
+    """git itself, for the snapshot (only docker and act are faked)."""
+    data = call.input.encode() if isinstance(call.input, str) else call.input
+    done = subprocess.run(call.argv, cwd=call.cwd, env=call.env, input=data, capture_output=True)
+    return result(
+        call.argv, done.returncode, done.stdout.decode(), done.stderr.decode(), done.stdout
+    )
+
+
+MATRIX_WORKFLOW = """name: m
+on: push
+jobs:
+  t:
+    runs-on: ${{ matrix.os }}
+    continue-on-error: ${{ matrix.experimental }}
+    strategy:
+      matrix:
+        os: [ubuntu-latest, windows-latest]
+        include: [{os: ubuntu-latest, experimental: true, extra: x}]
+    steps: [{run: "true"}]
+"""
+
+
+def test_run_hands_act_the_plan_and_builds_the_job_table(
+    tmp_path: Path,
+    make_config: Any,
+    fake_run: FakeRun,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = make_config()
+    name = ".github/workflows/m.yml"
+    (config.root / name).parent.mkdir(parents=True)
+    (config.root / name).write_text(MATRIX_WORKFLOW)
+    (config.root / ".actrc").write_text("-P ubuntu-latest=mine:1\n")
+    monkeypatch.setattr(act, "find_act", lambda: "act")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _git(config.root, "init", "-q", "-b", "main")
+    _git(config.root, "add", "-A")
+    _git(config.root, "commit", "-q", "-m", "one")
+    fake_run.on("git", respond=_real)
+    log = "\n".join(
+        json.dumps(e)
+        for e in (
+            {
+                "jobID": "t",
+                "job": "m/t",
+                "matrix": {"os": "ubuntu-latest", "experimental": True, "extra": "x"},
+                "time": "2026-01-01T00:00:00Z",
+            },
+            {
+                "jobID": "t",
+                "job": "m/t",
+                "matrix": {"os": "ubuntu-latest", "experimental": True, "extra": "x"},
+                "jobResult": "failure",
+                "time": "2026-01-01T00:00:03Z",
+            },
+        )
+    )
+    seen: list[Any] = []
+
+    def act_run(call: Any) -> Any:
+        planned = Path(call.cwd) / "m.yml"
+        seen.append((call.argv, planned.read_text(), sorted(os.listdir(call.cwd))))
+        return result(call.argv, 1, log + "\nError: Job 't' failed\n")
+
+    fake_run.on("act", respond=act_run)
+    workdir = config.reports_dir / ".act"
+    rows = act.run(config, act.Options(), workdir)
+    argv, planned, listing = seen[0]
+    builtin = act_plan.builtin_args(config.runner_image, config.self_hosted_image)
+    # ciparity's options, then the repository's .actrc (act: the last one wins), then ours.
+    assert argv[2 : argv.index("-C")] == [*builtin, "-P", "ubuntu-latest=mine:1"]
+    assert Path(argv[argv.index("-C") + 1]).parent == workdir
+    assert listing == ["m.yml"], "act runs where no .actrc is"
+    assert "runs-on: ubuntu-latest" in planned and "windows" not in planned
+    assert [(r.job, r.result) for r in rows] == [
+        ("t (ubuntu-latest, true, x)", act.CONTINUED),
+        (
+            "t (windows-latest)",
+            "skipped: Windows runner (windows-latest): act runs Linux containers only",
+        ),
+    ]
+    assert act.failures(rows) == []
+    assert "ciparity: skipped t (windows-latest): Windows runner" in capsys.readouterr().err
+    # The failed run's workspace is kept; nothing else of the run is.
+    assert sorted(p.name for p in workdir.iterdir()) == ["last-failed"]
 
 
 def test_event_flags_tell_act_the_push(tmp_path: Path) -> None:

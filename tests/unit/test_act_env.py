@@ -172,9 +172,9 @@ def test_proxy_values_go_to_a_private_env_file_merged_with_the_checkout_s(
     snap = tmp_path / "snap"
     snap.mkdir()
     (snap / "ci.env").write_text("FROM_REPO=1\n", encoding="utf-8")
-    (snap / ".actrc").write_text("--env-file=ci.env\n", encoding="utf-8")
     secret = "http://user:s3cret@proxy:3128"
-    host = prepare({"HTTP_PROXY": secret})
+    # The repository's .actrc names its env file (read_actrc keeps `--env-file=X` as one word).
+    host = prepare({"HTTP_PROXY": secret}, args=["--pull=false", "--env-file=ci.env"])
     assert secret not in " ".join(host.flags)
     (env_file,) = [value for flag, value in _pairs(host.flags) if flag == "--env-file"]
     assert stat.S_IMODE(Path(env_file).stat().st_mode) == 0o600
@@ -224,18 +224,18 @@ def test_real_artifact_actions_use_act_s_artifact_server_on_loopback(prepare: An
 
 
 def test_the_checkout_s_actrc_choice_wins(prepare: Any, tmp_path: Path) -> None:
-    snap = tmp_path / "snap"
-    snap.mkdir()
-    (snap / ".actrc").write_text(
-        "-P ubuntu-latest=img\n--local-repository actions/upload-artifact@v4=/mine\n"
-        "--local-repository=actions/setup-python@v5=/sp\n",
-        encoding="utf-8",
-    )
-    assert act_env.actrc_local_repositories(snap) == {
+    args = [
+        "-P",
+        "ubuntu-latest=img",
+        "--local-repository",
+        "actions/upload-artifact@v4=/mine",
+        "--local-repository=actions/setup-python@v5=/sp",
+    ]
+    assert act_env.local_repositories(args) == {
         "actions/upload-artifact@v4",
         "actions/setup-python@v5",
     }
-    host = prepare({})
+    host = prepare({}, args=args)
     assert list(host.doubles) == ["actions/download-artifact@v4.1.8"]
     stubs = ["--local-repository", "actions/setup-python@v5=/stub", "--x", "actions/cache@v4=/c"]
     assert act_env.without_overridden(stubs, {"actions/setup-python@v5"}) == stubs[2:]
@@ -250,7 +250,7 @@ def test_remote_uses_reads_the_run_s_workflow(tmp_path: Path) -> None:
         "      - uses: actions/cache/restore@v4\n",
         encoding="utf-8",
     )
-    assert sorted(act_env.remote_uses(tmp_path, workflow)) == [
+    assert sorted(act_env.remote_uses(tmp_path, [workflow])) == [
         ("actions/cache", "restore", "v4"),
         ("actions/upload-artifact", "", "v4"),
     ]

@@ -2,7 +2,7 @@
 stand-in remote (bare repositories made here, shaped like the published actions: compiled
 JavaScript under dist/, sub-path actions, moving major tags), resolution and extraction for act,
 the stand-ins for what the mirror lacks, and the job table's note. The published actions' own
-code (../shared/actions) is run by tests/integration/test_actions_mirror.py."""
+code (../shared/actions) is run by tests/integration/test_actions_mirror_offline.py."""
 
 from __future__ import annotations
 

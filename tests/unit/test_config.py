@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from conftest import PY, write_checkout
 
 from ciparity import config
-from ciparity.config import Config, load
+from ciparity.config import DEFAULT_PYTHON, Config, ignore_reports, load
 from ciparity.errors import ConfigError
 
 PYPROJECT = "pyproject.toml [tool.ciparity]"
@@ -329,3 +330,46 @@ def test_runner_packages_must_be_debian_package_names(checkout: Path, raw: str) 
     assert caught.value.message.startswith(
         "environment: CIPARITY_RUNNER_PACKAGES: not a Debian package name: "
     )
+
+
+def test_python_version_is_optional_when_not_required(tmp_path: Path) -> None:
+    cfg = load(tmp_path, environ={}, require_python=False)
+    assert cfg.python_version == DEFAULT_PYTHON == "3.12"
+    (tmp_path / ".python-version").write_text("3.11\n")
+    assert load(tmp_path, environ={}, require_python=False).python_version == "3.11"
+    (tmp_path / ".python-version").write_text("three\n")
+    with pytest.raises(ConfigError, match="expected a version such as 3.12"):
+        load(tmp_path, environ={}, require_python=False)
+
+
+def test_ignore_reports_writes_a_star_gitignore_once(tmp_path: Path) -> None:
+    cfg = load(tmp_path, {"reports": "reports/lint"}, environ={}, require_python=False)
+    ignore_reports(cfg)
+    assert (tmp_path / "reports" / ".gitignore").read_text() == "*\n"
+    assert (tmp_path / "reports" / "lint" / ".gitignore").read_text() == "*\n"
+    (tmp_path / "reports" / ".gitignore").write_text("mine\n")
+    ignore_reports(cfg)
+    assert (tmp_path / "reports" / ".gitignore").read_text() == "mine\n", "never overwritten"
+
+
+def test_ignore_reports_never_ignores_the_checkout_itself(tmp_path: Path) -> None:
+    ignore_reports(load(tmp_path, {"reports": "."}, environ={}, require_python=False))
+    assert not (tmp_path / ".gitignore").exists()
+
+
+def test_git_add_stages_nothing_ciparity_wrote(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    cfg = load(tmp_path, environ={}, require_python=False)
+    ignore_reports(cfg)
+    nested = tmp_path / "reports" / ".act" / "last-failed"
+    nested.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(nested)], check=True)
+    (tmp_path / "reports" / "act.log").write_text("x")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "-A"], check=True)
+    staged = subprocess.run(
+        ["git", "-C", str(tmp_path), "diff", "--cached", "--name-only"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert staged == ""

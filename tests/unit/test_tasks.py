@@ -61,6 +61,14 @@ def test_project_root_walks_up_to_python_version(checkout: Path) -> None:
     assert tasks.project_root(checkout) == checkout
 
 
+def test_project_root_of_a_checkout_without_python_version_is_its_git_root(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "repo" / "pkg").mkdir()
+    assert tasks.project_root(tmp_path / "repo" / "pkg") == tmp_path / "repo"
+
+
 def test_project_root_defaults_to_the_current_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO / "src" / "ciparity")
     assert tasks.project_root() == REPO
@@ -668,6 +676,17 @@ def test_clean_prints_the_counts(
     assert capsys.readouterr().out == "removed 2 containers, 0 volumes, 1 networks\n"
 
 
+def test_clean_removes_stale_act_ci_snapshots(
+    in_checkout: Path, fake_run: FakeRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = in_checkout / "reports" / ".act"
+    (workdir / "act-0123").mkdir(parents=True)
+    (workdir / "act-0123" / "file").write_text("left by an interrupted run")
+    tasks.clean(ctx())
+    assert capsys.readouterr().out.splitlines()[-1] == "removed stale act-ci snapshots: act-0123"
+    assert list(workdir.iterdir()) == []
+
+
 def test_doctor_exits_with_its_code(in_checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ciparity import doctor
 
@@ -797,13 +816,65 @@ def test_invoke_with_a_bad_flag_says_so_in_one_line() -> None:
     assert "Traceback" not in done.stdout + done.stderr
 
 
+def _ordinary_repo(root: Path) -> Path:
+    """A repository that only imports ciparity's tasks: no .python-version, no .actrc."""
+    (root / ".git").mkdir(parents=True)
+    (root / "tasks.py").write_text("from ciparity.tasks import ns  # noqa: F401\n")
+    workflows = root / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    (workflows / "tests.yml").write_text("on: [push]\njobs:\n  test: {runs-on: ubuntu-latest}\n")
+    (workflows / "lint.yml").write_text("on: push\njobs:\n  lint: {runs-on: ubuntu-latest}\n")
+    (workflows / "release.yml").write_text("on: release\njobs:\n  pub: {runs-on: ubuntu-latest}\n")
+    return root
+
+
+def test_act_ci_lists_every_workflow_the_event_triggers_in_an_ordinary_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = _ordinary_repo(tmp_path / "repo")
+    monkeypatch.chdir(repo)
+    tasks.act_ci(ctx(), list=True)
+    assert capsys.readouterr().out == "lint.yml: lint\ntests.yml: test\n"
+    tasks.act_ci(ctx(), list=True, workflow="tests.yml")
+    assert capsys.readouterr().out == "test\n"
+    assert (repo / "reports" / ".gitignore").read_text() == "*\n"
+
+
+def test_act_ci_refuses_a_malformed_actrc_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_run: FakeRun
+) -> None:
+    repo = _ordinary_repo(tmp_path / "repo")
+    (repo / ".actrc").write_text("-P ubuntu-latest=img\nubuntu-22.04=img\n")
+    monkeypatch.chdir(repo)
+    with pytest.raises(Exit) as caught:
+        tasks.act_ci(ctx())
+    assert caught.value.code == 2
+    assert str(caught.value.message) == (
+        f"ciparity: error: {repo / '.actrc'}:2: expected a flag such as -P label=image:"
+        " 'ubuntu-22.04=img'"
+    )
+    assert fake_run.calls == [], "nothing started"
+
+
+def test_shell_job_needs_no_python_version_in_an_ordinary_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_run: FakeRun
+) -> None:
+    repo = _ordinary_repo(tmp_path / "repo")
+    monkeypatch.chdir(repo)
+    with pytest.raises(Exit) as caught:
+        tasks.shell(ctx(), job="nope")
+    assert str(caught.value.message).startswith("ciparity: error: no job 'nope' in lint.yml")
+    with pytest.raises(Exit, match=r"\.python-version is missing"):
+        tasks.shell(ctx(), cmd="true")
+
+
 def test_act_ci_passes_the_ref_to_the_run(
     in_checkout: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from ciparity import act
 
     seen: list[act.Options] = []
-    monkeypatch.setattr(act, "validate", lambda root, options: root / "ci.yml")
+    monkeypatch.setattr(act, "validate", lambda root, options: [root / "ci.yml"])
     for helper in ("_docker_ready", "_build_ci", "_build_runner"):
         monkeypatch.setattr(tasks, helper, lambda config: None)
 
