@@ -29,7 +29,7 @@ from typing import IO
 
 import yaml
 
-from ciparity import act_plan, actions_mirror, console, container, gitsnap, proc
+from ciparity import act_env, act_plan, actions_mirror, console, container, gitsnap, proc
 from ciparity.config import Config
 from ciparity.errors import CiparityError, ConfigError, DockerError
 from ciparity.ownership import RUN, Owner
@@ -255,6 +255,7 @@ def act_argv(
     extra: Sequence[str] = (),
     workdir: Path | None = None,
     config_args: Sequence[str] = (),
+    more_options: str = "",
 ) -> list[str]:
     """The act command. `config_args` (ciparity's options, then the repository's .actrc) come
     first, so act-ci's own flags, last, win; their --container-options get our labels added.
@@ -267,6 +268,8 @@ def act_argv(
     ours = " ".join(f"--label {shlex.quote(f'{k}={v}')}" for k, v in labels.items())
     if socket_gid is not None:
         ours += f" --group-add {socket_gid}"
+    if more_options:
+        ours += f" {more_options}"
     argv = [act, options.event, *rest]
     if workdir is not None:
         argv += ["-C", str(workdir)]
@@ -343,6 +346,8 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
     stubs = workdir / f"act-{label}-actions"
     planned = workdir / f"act-{label}-plan"
     event = workdir / f"act-{label}-event.json"
+    host_dir = workdir / f"act-{label}-host"
+    host: act_env.JobHost | None = None
     claim(workdir, snap.name)
     try:
         inputs, notes = checkout_inputs(config.root, paths, options.job)
@@ -357,11 +362,28 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
         for line in (*notes, *taken.messages):
             print(line, file=sys.stderr)
         workflows = [snap / p.relative_to(config.root) for p in paths]
-        prepared = actions_mirror.prepare(config, snap, stubs, options.strict, None, workflows)
-        flags = [*prepared.flags, *event_flags(taken, options.event, event)]
+        host = act_env.prepare(config, snap, host_dir, act_env.remote_uses(snap, workflows), args)
+        prepared = actions_mirror.prepare(
+            config, snap, stubs, options.strict, None, workflows, substitutes=host.doubles
+        )
+        flags = [
+            # The repository's own .actrc --local-repository choices win over act-ci's.
+            *act_env.without_overridden(prepared.flags, act_env.local_repositories(args)),
+            *host.flags,
+            *host.artifact_flags(prepared.real),
+            *event_flags(taken, options.event, event),
+        ]
         plan.write(planned)
         argv = act_argv(
-            act, planned, options, config.run, container.socket_gid(), flags, snap, args
+            act,
+            planned,
+            options,
+            config.run,
+            container.socket_gid(),
+            flags,
+            snap,
+            args,
+            host.container_options,
         )
         env = {**os.environ, "ACT_DISABLE_VERSION_CHECK": "1"}
         names = ", ".join(p.name for p in paths)
@@ -378,6 +400,7 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
             for r in parse_log(result.stdout.splitlines())
         ]
         _copy_reports(snap, config.reports_dir / "act")
+        act_env.collect_artifacts(host, config.reports_dir / "act" / "artifacts")
         if not result.ok and not any(r.result == "failure" for r in rows):
             raise CiparityError(f"act failed: {_act_error(result.stdout)}")
         if any(r.result == "failure" for r in rows):
@@ -392,7 +415,9 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
             )
         return job_table(plan, rows)
     finally:
-        cleanup(config, paths, options.job, (snap, stubs, planned))
+        if host is not None:
+            host.close()
+        cleanup(config, paths, options.job, (snap, stubs, planned, host_dir))
         event.unlink(missing_ok=True)
         release(workdir, snap.name)
 
@@ -561,16 +586,19 @@ def job_shell_spec(
 ) -> container.Spec:
     """A container of the runner image as job `job` sees it: its user, workspace and env."""
     env = job_env(path, job, workspace)
+    trust = act_env.shell_settings(config, os.environ)
+    env.update(trust.env)
     return container.Spec(
         image=config.runner_image,
         command=tuple(command),
         user=f"{RUNNER_UID}:{RUNNER_UID}",
         env=env,
+        pass_env=trust.pass_env,
         socket=container.docker_socket(),
         labels={"ciparity.shell": job},
         owner=config.run,
         interactive=tty,
-        extra_args=("-v", f"{workspace}:{workspace}", "-w", str(workspace)),
+        extra_args=("-v", f"{workspace}:{workspace}", "-w", str(workspace), *trust.args),
     )
 
 

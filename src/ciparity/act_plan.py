@@ -29,8 +29,8 @@ WORKFLOWS = Path(".github") / "workflows"
 HOSTED_LABELS = ("ubuntu-latest", "ubuntu-24.04", "ubuntu-22.04")
 SELF_HOSTED_LABEL = "self-hosted"
 # Options act-ci always passes; a repository's .actrc comes after them, so it can override any.
-# The cache flag is here, in one place, for the cache server to replace.
-ACT_OPTIONS = ("--pull=false", "--action-offline-mode", "--no-cache-server")
+# The cache server's own flags (loopback, per-checkout storage) come from act_env, per run.
+ACT_OPTIONS = ("--pull=false", "--action-offline-mode")
 # The Pythons the runner image's tool cache holds (runner/Dockerfile's PYTHON_VERSION); nothing
 # else can be downloaded offline.
 RUNNER_PYTHONS = ("3.12",)

@@ -316,11 +316,13 @@ def prepare(
     strict: bool = False,
     online: bool | None = None,
     workflows: Sequence[Path] | None = None,
+    substitutes: Mapping[str, Path] | None = None,
 ) -> Prepared:
     """Resolve every remote action of the checkout at `root` (the run's snapshot) against the
     mirror (only those `workflows` need, if given), and lay out under `dest` what act gets.
 
-    Found: the real tree, extracted under `dest`. Not found: online, act fetches it as usual;
+    Found: the real tree, extracted under `dest`. Not found: a folder `substitutes` names for
+    its `OWNER/REPO@REF` (act-ci's own local double), else online, act fetches it as usual;
     offline, a stand-in (one warning line each, before any job starts). `online` None means
     decided by `is_online`.
     """
@@ -340,7 +342,12 @@ def prepare(
             check_mirror(git_dir)
             commit = commit_of(git_dir, uses.ref)
         if commit is None:
-            if uses.repo != CHECKOUT:
+            if substitutes and uses.key in substitutes:
+                plan.folders.setdefault(uses.key, substitutes[uses.key])
+                proc.eprint(
+                    f"ciparity: {uses.text} is not in the action mirror: a local double runs"
+                )
+            elif uses.repo != CHECKOUT:
                 plan.missing.append(uses)
             continue
         folder = dest / _dir_name(uses)

@@ -22,6 +22,7 @@ import subprocess  # nosec B404
 import sys
 import tempfile
 import time
+import zlib
 from datetime import datetime
 from pathlib import Path
 
@@ -173,12 +174,109 @@ def run_act(config: Config, output: Path) -> list[tuple[str, str]]:
         ),
         ("per job", ", ".join(f"{j} {s:.1f} s" for j, s in sorted(overheads.items()))),
         (
-            f"{config.runner_image} size",
-            f"{images.image_size(config.docker, config.runner_image) / 1e6:.0f} MB",
+            f"{config.runner_image} size (`docker image inspect`, `docker save | gzip`)",
+            f"{images.image_size(config.docker, config.runner_image) / 1e6:.0f} MB,"
+            f" {saved_gzip_bytes(config.docker, config.runner_image) / 1e6:.0f} MB",
         ),
+        *setup_python_rows(config),
     ]
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("# ciparity bench: act-ci\n\n" + markdown_table(("measure", "value"), rows))
+    return rows
+
+
+def saved_gzip_bytes(docker: str, ref: str) -> int:
+    """Bytes of `docker save REF | gzip` (default level), streamed: what a registry push or a
+    tarball hand-over moves."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: gzip framing
+    total = 0
+    # Argv list.
+    with subprocess.Popen([docker, "save", ref], stdout=subprocess.PIPE) as save:  # nosec B603
+        assert save.stdout is not None  # nosec B101 - PIPE was asked for
+        for chunk in iter(lambda: save.stdout.read(1 << 20), b""):  # type: ignore[union-attr]
+            total += len(packer.compress(chunk))
+    if save.returncode:
+        raise CiparityError(f"docker save {ref} failed (exit {save.returncode})")
+    return total + len(packer.flush())
+
+
+REAL_FIXTURE = Path("tests") / "fixtures" / "real_python"
+SETUP_PYTHON = "actions/setup-python@v5"
+
+
+def _step_seconds(log: Path, step: str, stage: str = "Main") -> float | None:
+    """act's own duration of one step, from its JSON log."""
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("step") == step and entry.get("stepResult"):
+            if entry.get("stage") == stage:
+                return float(entry.get("executionTime", 0)) / 1e9
+    return None
+
+
+def real_action_trees(source: Path, dest: Path) -> dict[str, Path]:
+    """setup-python@v5 and cache@v4 trees from a copy of bare mirrors (../shared/actions)."""
+    mirror = dest / "mirror"
+    shutil.copytree(source, mirror)
+    trees = {}
+    for repo, ref in (("actions/setup-python", "v5"), ("actions/cache", "v4")):
+        git_dir = mirror / f"{repo}.git"
+        git_dir.chmod(0o755)
+        (git_dir / "refs" / "tags").mkdir(parents=True, exist_ok=True)
+        tree = dest / f"{repo.replace('/', '__')}@{ref}"
+        tree.mkdir()
+        archive = proc.run(["git", "--git-dir", str(git_dir), "archive", "-o", f"{tree}.tar", ref])
+        if not archive.ok:
+            raise CiparityError(f"{git_dir}: no {ref}: {proc.reason(archive.stderr)}")
+        proc.run(["tar", "-xf", f"{tree}.tar", "-C", str(tree)], check=True)
+        trees[f"{repo}@{ref}"] = tree
+    return trees
+
+
+def setup_python_rows(config: Config) -> list[tuple[str, str]]:
+    """The real setup-python@v5 step under act-ci on the ordinary fixture workflow: a tool-cache
+    lookup alone, then with `cache: pip` cold (empty cache) and warm (restored)."""
+    source = Path(
+        os.environ.get("CIPARITY_SHARED_ACTIONS") or config.root.parent / "shared" / "actions"
+    )
+    fixture = config.root / REAL_FIXTURE
+    if not source.is_dir() or not fixture.is_dir():
+        return [("setup-python step", f"not measured: no real actions at {source}")]
+    work = config.reports_dir / ".bench-act"
+    shutil.rmtree(work, ignore_errors=True)
+    rows = []
+    try:
+        trees = real_action_trees(source, work / "actions")
+        repo = work / "real_python"
+        shutil.copytree(fixture, repo)
+        lines = [f"-P ubuntu-latest={config.runner_image}", "--pull=false"]
+        lines += ["--action-offline-mode"]
+        lines += [f"--local-repository {key}={tree}" for key, tree in trees.items()]
+        (repo / ".actrc").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        workflow = repo / ".github" / "workflows" / "ci.yml"
+        with_cache = workflow.read_text(encoding="utf-8")
+        env = {**os.environ, "CIPARITY_DEBUG": "", "XDG_CACHE_HOME": str(work / "xdg")}
+        env["CIPARITY_RUNNER_IMAGE"] = config.runner_image
+        # The actions come from .actrc: no probe of GitHub for the (empty) action mirror.
+        env["CIPARITY_OFFLINE"] = "on"
+        invoke = [sys.executable, "-m", "invoke", "act-ci", "--job", "test"]
+        for name, text in (
+            ("tool-cache lookup only (no `cache:`)", with_cache.replace("cache: pip", "")),
+            ("with `cache: pip`, cold", with_cache),
+            ("with `cache: pip`, warm (restored)", with_cache),
+        ):
+            workflow.write_text(text, encoding="utf-8")
+            for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", name]):
+                proc.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *argv], cwd=repo)
+            seconds, code = _timed(invoke, repo, env)
+            step = _step_seconds(repo / "reports" / "act" / "act.log.jsonl", SETUP_PYTHON)
+            value = f"{step:.1f} s" if step is not None else "-"
+            rows.append((f"setup-python@v5 step, {name} (act-ci exit {code})", value))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return rows
 
 

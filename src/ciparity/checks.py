@@ -35,6 +35,9 @@ CONTAINER_TMP = "/tmp"  # nosec B108
 # (fuse-overlayfs). Bind mode only: in copy mode a checkout under /tmp is copied in before start,
 # and a tmpfs mounted at start would hide it.
 TMPFS = ("--tmpfs", f"{CONTAINER_TMP}:exec,mode=1777")
+# The tests drive act, whose jobs run on the host's network: the loopback servers act-ci starts
+# for them (the cache server) must be on that same network.
+HOST_NETWORK = ("--network", "host")
 CHECK_ENV = {
     "HOME": CONTAINER_TMP,
     "XDG_CACHE_HOME": f"{CONTAINER_TMP}/.cache",
@@ -210,7 +213,7 @@ def spec(
         labels={"ciparity.check": name, "ciparity.workspace": str(config.root)},
         owner=config.run,
         interactive=interactive,
-        extra_args=TMPFS if mode == "bind" else (),
+        extra_args=(TMPFS if mode == "bind" else ()) + (HOST_NETWORK if name == "test" else ()),
     )
 
 

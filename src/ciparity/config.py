@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class Config:
     test_timeout: int = 300
     workers: str = "auto"
     ca_bundle: str = ""
+    runner_packages: tuple[str, ...] = ()
     actions_mirror: str = ""
     actions_url: str = "https://github.com"
     reports: str = "reports"
@@ -98,6 +100,18 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(str(item).strip() for item in items if str(item).strip())
 
 
+# A Debian package name (policy 5.6.1), optionally `=version`: nothing a shell would interpret.
+_DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+
+
+def _packages(value: Any) -> tuple[str, ...]:
+    names = _names(value if isinstance(value, (list, tuple)) else str(value).replace(" ", ","))
+    bad = [name for name in names if not _DEBIAN_PACKAGE.match(name)]
+    if bad:
+        raise ValueError(f"not a Debian package name: {bad[0]!r}")
+    return names
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = str(value).strip().lower()
@@ -142,6 +156,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "test_timeout": _int,
     "workers": _str,
     "ca_bundle": _str,
+    "runner_packages": _packages,
     "actions_mirror": _str,
     "actions_url": _url,
     "reports": _str,

@@ -32,6 +32,7 @@ STANDIN_RUNTIME = (
 STANDIN_PREINSTALLED = (
     "gcc libc6-dev git curl docker-cli docker-buildx docker-compose tini sudo"
     " libicu76 libkrb5-3 liblttng-ust1t64"
+    " nodejs jq wget zip unzip make lsb-release xz-utils bzip2 zstd patch rsync less"
 ).split()
 PYTHON_EXCLUDES = (
     "./lib/python*/test",

@@ -146,14 +146,17 @@ def _agent_args(config: Config, offline: bool) -> dict[str, str]:
 def _build_runner(config: Config) -> images.BuildReport | None:
     """The runner images: target act (act's platform) and target self-hosted (a real runner)."""
     hint = "run `invoke build-runner` in the ciparity checkout"
-    report = _build_image(config, "runner/Dockerfile", "act", config.runner_image, hint)
+    packages = {"RUNNER_PACKAGES": " ".join(config.runner_packages)}
+    report = _build_image(
+        config, "runner/Dockerfile", "act", config.runner_image, hint, build_args=lambda _: packages
+    )
     _build_image(
         config,
         "runner/Dockerfile",
         "self-hosted",
         config.self_hosted_image,
         hint,
-        build_args=lambda offline: _agent_args(config, offline),
+        build_args=lambda offline: {**packages, **_agent_args(config, offline)},
     )
     return report
 

@@ -452,6 +452,7 @@ def test_the_release_path_checks_the_tarball_checksum(
     (context / "runner" / "dist").mkdir(parents=True)
     (context / "docker").mkdir()
     shutil.copy(REPO / "runner" / "Dockerfile", context / "runner" / "Dockerfile")
+    shutil.copy(REPO / "runner" / "bash_env.sh", context / "runner" / "bash_env.sh")
     shutil.copy(REPO / "requirements.txt", context / "requirements.txt")
     shutil.copytree(
         REPO / "docker" / "wheelhouse",

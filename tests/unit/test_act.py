@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import FakeRun, result
 
-from ciparity import act, act_plan, proc
+from ciparity import act, act_env, act_plan, images, proc
 from ciparity.errors import CiparityError, ConfigError, DockerError
 from ciparity.ownership import Owner
 
@@ -240,6 +240,9 @@ def test_job_env_and_shell_spec(repo: Path, make_config: Any, monkeypatch: Any) 
     env = act.job_env(path, "lint", Path("/ws"))
     assert env["A"] == "job" and env["REPORTS"] == "reports/lint"
     assert (env["GITHUB_WORKSPACE"], env["GITHUB_JOB"], env["ACT"]) == ("/ws", "lint", "true")
+    for name in (*act_env.CA_SOURCES, *images.PROXY_VARS):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(act_env, "SYSTEM_BUNDLE", repo / "no-system-bundle.crt")
     spec = act.job_shell_spec(make_config(), path, "lint", Path("/ws"), ["bash"], True)
     assert (spec.image, spec.user, spec.interactive) == (
         "ciparity-runner:latest",
@@ -248,6 +251,27 @@ def test_job_env_and_shell_spec(repo: Path, make_config: Any, monkeypatch: Any) 
     )
     assert spec.extra_args == ("-v", "/ws:/ws", "-w", "/ws")
     assert spec.socket == "/var/run/docker.sock", "the socket, and its group, come with the spec"
+
+
+def test_job_shell_gets_the_host_ca_and_proxy_as_jobs_do(
+    repo: Path, make_config: Any, monkeypatch: Any
+) -> None:
+    path = repo / ".github" / "workflows" / "ci.yml"
+    path.write_text("jobs:\n  lint:\n    steps: []\n")
+    bundle = repo / "ca.pem"
+    bundle.write_text("pem")
+    for name in (*act_env.CA_SOURCES, *images.PROXY_VARS):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_CERT", str(bundle))
+    monkeypatch.setenv("HTTPS_PROXY", "http://u:secret@proxy:3128")
+    spec = act.job_shell_spec(make_config(), path, "lint", Path("/ws"), ["bash"], False)
+    assert spec.extra_args[-2:] == ("-v", f"{bundle.resolve()}:/etc/ciparity/host-ca.pem:ro")
+    assert {n: spec.env[n] for n in act_env.CA_VARS} == dict.fromkeys(
+        act_env.CA_VARS, "/etc/ciparity/host-ca.pem"
+    )
+    assert spec.pass_env == ("HTTPS_PROXY",)
+    assert "secret" not in " ".join(f"{k}={v}" for k, v in spec.env.items())
+    assert spec.env["NO_PROXY"] == "127.0.0.1,localhost"
 
 
 def test_remove_job_volumes_only_this_workflows_jobs(repo: Path, fake_run: FakeRun) -> None:

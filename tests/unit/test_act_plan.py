@@ -422,7 +422,6 @@ def test_builtin_args() -> None:
         "self-hosted=s",
         "--pull=false",
         "--action-offline-mode",
-        "--no-cache-server",
     ]
 
 

@@ -458,6 +458,30 @@ def test_prepare_follows_a_mirrored_composite_to_the_actions_it_uses(
     ]
 
 
+def test_prepare_uses_act_ci_s_double_where_the_mirror_lacks_an_action(
+    make: Callable[..., Config], repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ci = repo / ".github" / "workflows" / "ci.yml"
+    ci.write_text(
+        "jobs:\n  a:\n    steps:\n      - uses: actions/upload-artifact@v4\n"
+        "      - uses: codecov/codecov-action@v5\n"
+    )
+    double = tmp_path / "double"
+    substitutes = {"actions/upload-artifact@v4": double}
+    prepared = actions_mirror.prepare(
+        make(offline="on"), repo, tmp_path / "run", workflows=[ci], substitutes=substitutes
+    )
+    keys = dict(f.partition("=")[::2] for f in prepared.flags[1::2])
+    assert keys["actions/upload-artifact@v4"] == str(double)
+    assert prepared.missing == ("codecov/codecov-action@v5",), "the double is no skip"
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        err[0]
+        == "ciparity: actions/upload-artifact@v4 is not in the action mirror: a local double runs"
+    )
+    assert len(err) == 2 and "codecov/codecov-action@v5 is not available offline" in err[1]
+
+
 def test_prepare_strict_stand_in_fails_its_step(
     make: Callable[..., Config], repo: Path, tmp_path: Path
 ) -> None:

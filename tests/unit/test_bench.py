@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ import pytest
 from conftest import FakeRun
 
 from ciparity import bench, images
+from ciparity.errors import CiparityError
 from ciparity.images import BaseInfo, BuildReport, Step
 
 
@@ -77,3 +80,37 @@ def test_job_overheads_are_acts_own_phases() -> None:
         "plain text",
     ]
     assert bench.job_overheads(lines) == {"lint": 3.0}
+
+
+def test_step_seconds_reads_act_s_own_step_duration(tmp_path: Path) -> None:
+    log = tmp_path / "act.log.jsonl"
+    entries = [
+        {
+            "step": "actions/setup-python@v5",
+            "stage": "Pre",
+            "stepResult": "success",
+            "executionTime": 1,
+        },
+        {"step": "actions/setup-python@v5", "stage": "Main", "msg": "started"},
+        {
+            "step": "actions/setup-python@v5",
+            "stage": "Main",
+            "stepResult": "success",
+            "executionTime": 1_500_000_000,
+        },
+    ]
+    log.write_text("not json\n" + "\n".join(json.dumps(e) for e in entries) + "\n")
+    assert bench._step_seconds(log, "actions/setup-python@v5") == 1.5
+    assert bench._step_seconds(log, "actions/cache@v4") is None
+
+
+def test_saved_gzip_bytes_streams_docker_save_through_gzip(tmp_path: Path) -> None:
+    payload = tmp_path / "image.tar"
+    payload.write_bytes(b"layer" * 100_000)
+    fake = tmp_path / "docker"
+    fake.write_text(f"#!/bin/sh\n[ \"$1 $2\" = 'save img:1' ] || exit 3\ncat {payload}\n")
+    fake.chmod(0o755)
+    size = bench.saved_gzip_bytes(str(fake), "img:1")
+    assert size == len(gzip.compress(payload.read_bytes(), 6, mtime=0))
+    with pytest.raises(CiparityError, match="docker save other failed"):
+        bench.saved_gzip_bytes(str(fake), "other")

@@ -261,7 +261,8 @@ def test_spec_for_test_mounts_the_socket(
         pass_env=("GITHUB_RUN_ID",),
         socket="/var/run/docker.sock",
         labels={"ciparity.check": "test", "ciparity.workspace": str(root)},
-        extra_args=("--tmpfs", "/tmp:exec,mode=1777"),
+        # act's jobs run on the host network: act-ci's loopback servers must be there too.
+        extra_args=("--tmpfs", "/tmp:exec,mode=1777", "--network", "host"),
         owner=config.run,
     )
 

@@ -312,6 +312,26 @@ def test_config_is_frozen(checkout: Path) -> None:
         cfg.image = "other"  # type: ignore[misc]
 
 
+def test_runner_packages_from_pyproject_and_environment(checkout: Path) -> None:
+    pyproject(checkout, 'runner_packages = ["gh", "yq"]')
+    assert load(checkout, environ={}).runner_packages == ("gh", "yq")
+    env = {"CIPARITY_RUNNER_PACKAGES": "postgresql-client, libpq-dev=17.6-1 shellcheck"}
+    assert load(checkout, environ=env).runner_packages == (
+        "postgresql-client",
+        "libpq-dev=17.6-1",
+        "shellcheck",
+    )
+
+
+@pytest.mark.parametrize("raw", ["gh;rm -rf /", "$(id)", "-y", "Gh", "a b`c`"])
+def test_runner_packages_must_be_debian_package_names(checkout: Path, raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(checkout, environ={"CIPARITY_RUNNER_PACKAGES": raw})
+    assert caught.value.message.startswith(
+        "environment: CIPARITY_RUNNER_PACKAGES: not a Debian package name: "
+    )
+
+
 def test_python_version_is_optional_when_not_required(tmp_path: Path) -> None:
     cfg = load(tmp_path, environ={}, require_python=False)
     assert cfg.python_version == DEFAULT_PYTHON == "3.12"

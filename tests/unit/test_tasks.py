@@ -327,9 +327,23 @@ def test_build_runner_builds_both_targets_with_the_stand_in_agent_offline(
     builds = [call for call in image_service if call[0] in ("build", "build_args")]
     assert builds == [
         ("build", (dockerfile, "act", "ciparity-runner:latest", True)),
+        ("build_args", {"RUNNER_PACKAGES": ""}),
         ("build", (dockerfile, "self-hosted", "ciparity-runner:self-hosted", True)),
-        ("build_args", {"RUNNER_AGENT": "standin"}),
+        ("build_args", {"RUNNER_PACKAGES": "", "RUNNER_AGENT": "standin"}),
     ]
+
+
+def test_build_runner_passes_the_repository_s_runner_packages_to_both_targets(
+    make_config: Any, image_service: list[tuple[str, object]]
+) -> None:
+    config = make_config(runner_packages="gh, yq=4.2-1")
+    dockerfile = config.root / "runner" / "Dockerfile"
+    dockerfile.parent.mkdir(parents=True)
+    dockerfile.write_text("FROM scratch\n")
+    tasks._build_runner(config)
+    args = [call[1] for call in image_service if call[0] == "build_args"]
+    packages = [a["RUNNER_PACKAGES"] for a in args]  # type: ignore[index]
+    assert packages == ["gh yq=4.2-1", "gh yq=4.2-1"]
 
 
 def test_ensure_image_builds_only_a_missing_image(
@@ -625,11 +639,13 @@ def test_shell_without_a_command_is_interactive_on_a_terminal(
     tasks.shell(ctx())
     created = fake_run.argvs[2]
     name = created[created.index("--name") + 1]
-    assert created[-6:] == [
+    assert created[-8:] == [
         "-i",
         "-t",
         "--tmpfs",
         "/tmp:exec,mode=1777",
+        "--network",
+        "host",
         "ciparity-ci:latest",
         "bash",
     ]
