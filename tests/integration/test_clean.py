@@ -127,8 +127,14 @@ def test_ci_and_act_ci_at_once_with_clean_in_each(shared_dir: Path) -> None:
         code = runs["act-ci"].wait(timeout=300)
         assert code == 0, logs["act-ci"].read_text(encoding="utf-8")
     finally:
+        # SIGTERM first: a SIGKILLed run could not remove its containers.
         for process in runs.values():
-            process.kill()
-            process.wait()
+            process.terminate()
+        for process in runs.values():
+            try:
+                process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     for repo in (checks_repo, act_repo):
         assert _labelled(**{"ciparity.checkout": str(repo)}) == []
