@@ -13,12 +13,12 @@ import re
 import shutil
 import stat
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from ciparity import container, images, proc
+from ciparity import act_env, container, images, proc
 from ciparity.config import Config
 from ciparity.console import format_table
 from ciparity.errors import CiparityError
@@ -34,6 +34,18 @@ FAIL_FREE = 2 * GIB
 # A hung daemon must not hang doctor: every docker call of its own gives up after this.
 PROBE_TIMEOUT = 30.0
 PROXY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+# Where Debian's update-ca-certificates takes a host's own CAs from.
+LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
+DEFAULT_INDEX = "https://pypi.org/simple/"
+# Run in a container: fetch the index page, or print why not (one line) and exit 1.
+REACH = (
+    "import sys, urllib.request\n"
+    "try:\n"
+    "    urllib.request.urlopen(sys.argv[1], timeout=5).close()\n"
+    "except Exception as exc:\n"
+    "    print(type(exc).__name__, str(exc).splitlines()[0] if str(exc) else '')\n"
+    "    sys.exit(1)\n"
+)
 USERMOD_FIX = "sudo usermod -aG {group} $USER, then log in again"
 PYTHON_FIX = (
     "install CPython {v}, e.g. `pyenv install {v}`, or pass --python PREFIX to `invoke base`"
@@ -294,7 +306,14 @@ def proxy_names(environ: Mapping[str, str]) -> list[str]:
 def check_proxy(environ: Mapping[str, str]) -> Finding:
     """Which proxy variables builds will pass on; never their values (they carry credentials)."""
     names = proxy_names(environ)
-    return Finding("proxy", OK, f"{', '.join(names)} set" if names else "none set")
+    if not names:
+        return Finding("proxy", OK, "none set")
+    return Finding(
+        "proxy",
+        OK,
+        f"{', '.join(names)} set; builds get them as build args, act-ci jobs through a private"
+        " env file",
+    )
 
 
 def check_ca_bundle(config: Config) -> Finding:
@@ -313,6 +332,96 @@ def check_ca_bundle(config: Config) -> Finding:
     if "BEGIN CERTIFICATE" not in text:
         return Finding(name, WARN, f"{bundle} holds no PEM certificate")
     return Finding(name, OK, str(bundle))
+
+
+def local_cas(folder: Path = LOCAL_CA_DIR) -> list[str]:
+    """The CAs this host adds to Debian's set (update-ca-certificates takes them from here)."""
+    try:
+        return sorted(p.name for p in folder.rglob("*.crt") if p.is_file())
+    except OSError:
+        return []
+
+
+def check_trust(config: Config, environ: Mapping[str, str], extra_cas: Sequence[str]) -> Finding:
+    """The host's TLS trust, and which containers are handed it: a TLS-intercepting proxy's CA
+    is trusted by the host but not by a container that is not given it."""
+    name = "CA trust"
+    try:
+        bundle = act_env.find_ca_bundle(config, environ)
+    except CiparityError as exc:
+        return Finding(name, FAIL, exc.message)
+    if bundle is None:
+        return Finding(name, OK, "no CA bundle on this host: containers use their own")
+    source = next(
+        (
+            n
+            for n in ("ca_bundle", *act_env.CA_SOURCES)
+            if (config.ca_bundle if n == "ca_bundle" else environ.get(n))
+        ),
+        "the system bundle",
+    )
+    parts = [f"{bundle} (from {source})"]
+    if extra_cas:
+        parts.append(f"{len(extra_cas)} CA(s) beyond Debian's set: {', '.join(extra_cas)}")
+    parts.append("act-ci jobs and `shell --job` get it read-only")
+    custom = bool(extra_cas) or source != "the system bundle"
+    if config.ca_bundle:
+        parts.append("builds get it as a BuildKit secret")
+    elif custom:
+        parts.append("builds do not (set ca_bundle to hand it to an online build's pip)")
+    return Finding(name, OK, "; ".join(parts))
+
+
+def _reach(config: Config, image: str, url: str, extra: Sequence[str]) -> proc.Result:
+    return _docker(config, "run", "--rm", *extra, image, "python3", "-c", REACH, url)
+
+
+def check_index(config: Config, environ: Mapping[str, str], daemon: bool) -> Finding:
+    """Whether a container, given what act-ci's jobs are given, reaches the package index."""
+    name = "package index"
+    if not daemon:
+        return Finding(name, SKIP, "no daemon")
+    if config.offline == "on":
+        return Finding(name, SKIP, 'offline = "on": no index is used')
+    image = _probe_image(config)
+    if image is None:
+        return Finding(name, SKIP, "no image to probe with yet (`invoke base`)")
+    url = environ.get("PIP_INDEX_URL") or DEFAULT_INDEX
+    try:
+        bundle = act_env.find_ca_bundle(config, environ)
+    except CiparityError:
+        bundle = None  # the CA trust row says why
+    given: list[str] = []
+    if bundle is not None:
+        given += [
+            "-v",
+            f"{bundle}:{act_env.CA_IN_JOB}:ro",
+            "-e",
+            f"SSL_CERT_FILE={act_env.CA_IN_JOB}",
+        ]
+    for key in act_env.proxy_env(environ):
+        given += ["-e", key]  # by name: proxy URLs may carry credentials
+    trusted = _reach(config, image, url, given)
+    if not trusted.ok:
+        why = proc.reason(trusted.stdout or trusted.stderr)
+        return Finding(name, WARN, f"a container cannot reach {url}: {why}; fix: {_index_fix(why)}")
+    bare = _reach(config, image, url, [])
+    if bare.ok:
+        return Finding(name, OK, f"a container reaches {url}")
+    return Finding(
+        name,
+        OK,
+        f"a container reaches {url} only with this host's CA bundle and proxy, which act-ci's"
+        f" jobs get (without them: {proc.reason(bare.stdout or bare.stderr)})",
+    )
+
+
+def _index_fix(why: str) -> str:
+    if "CERTIFICATE_VERIFY_FAILED" in why:
+        return "set ca_bundle (or PIP_CERT) to the CA bundle of your network's TLS proxy"
+    if any(word in why for word in ("timed out", "Name or service", "resolution", "refused")):
+        return 'set HTTPS_PROXY/NO_PROXY for your network, or offline = "on" to use none'
+    return "check PIP_INDEX_URL and your network's proxy settings"
 
 
 def check_python(config: Config) -> Finding:
@@ -359,6 +468,8 @@ def findings(config: Config, environ: Mapping[str, str]) -> list[Finding]:
         _guarded("disk", lambda: check_disk(config, environ, up)),
         _guarded("proxy", lambda: check_proxy(environ)),
         _guarded("CA bundle", lambda: check_ca_bundle(config)),
+        _guarded("CA trust", lambda: check_trust(config, environ, local_cas())),
+        _guarded("package index", lambda: check_index(config, environ, up)),
         _guarded("task Python", lambda: check_python(config)),
     ]
 

@@ -26,6 +26,7 @@ BUILDX = ("docker", "buildx", "version")
 COMPOSE = ("docker", "compose", "version")
 INSPECT = ("docker", "image", "inspect", "--format", "{{json .Config.Labels}}")
 INFO = ("docker", "info", "--format", "{{.DockerRootDir}}")
+RUN = ("docker", "run", "--rm")
 DENIED = (
     "permission denied while trying to connect to the Docker daemon socket at"
     " unix:///var/run/docker.sock: dial unix /var/run/docker.sock: connect: permission denied"
@@ -76,6 +77,7 @@ class Host:
                 COMPOSE: (0, "Docker Compose version v2.26.1\n", ""),
                 INSPECT: (0, '{"maintainer":"someone"}\n', ""),
                 INFO: (0, "/srv/docker\n", ""),
+                RUN: (0, "", ""),
             }
         )
         self.path = {"docker": "/usr/bin/docker", "mmdebstrap": "/usr/bin/mmdebstrap"}
@@ -156,6 +158,8 @@ def test_all_ok_host_exits_0_with_the_whole_table(host: Host, sock: Path) -> Non
         "disk",
         "proxy",
         "CA bundle",
+        "CA trust",
+        "package index",
         "task Python",
     ):
         assert f"\n{name} " in "\n" + table
@@ -514,3 +518,75 @@ def test_defaults_to_stdout_and_the_process_environment(
     assert doctor.run(host.config()) == 0
     output = capsys.readouterr().out
     assert "HTTP_PROXY" in output and "CANARY" not in output
+
+
+VERIFY_FAILED = "URLError <urlopen error [SSL: CERTIFICATE_VERIFY_FAILED] self-signed certificate>"
+
+
+@pytest.fixture
+def pip_cert(host: Host) -> Path:
+    bundle = host.root / "corp.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n")
+    host.environ["PIP_CERT"] = str(bundle)
+    return bundle
+
+
+def test_trust_names_its_source_the_extra_cas_and_who_gets_it(host: Host, pip_cert: Path) -> None:
+    row = doctor.check_trust(host.config(), host.environ, ["corp-root.crt"])
+    assert row == doctor.Finding(
+        "CA trust",
+        "ok",
+        f"{pip_cert.resolve()} (from PIP_CERT); 1 CA(s) beyond Debian's set: corp-root.crt;"
+        " act-ci jobs and `shell --job` get it read-only; builds do not (set ca_bundle to hand"
+        " it to an online build's pip)",
+    )
+    with_setting = doctor.check_trust(host.config(ca_bundle=str(pip_cert)), host.environ, [])
+    assert with_setting.detail.endswith("builds get it as a BuildKit secret")
+
+
+def test_trust_that_cannot_be_read_is_one_line(host: Host) -> None:
+    host.environ["SSL_CERT_FILE"] = str(host.root / "gone.pem")
+    row = doctor.check_trust(host.config(), host.environ, [])
+    assert row.status == "FAIL" and "SSL_CERT_FILE" in row.detail and "\n" not in row.detail
+
+
+def test_local_cas_lists_the_hosts_own(tmp_path: Path) -> None:
+    (tmp_path / "corp").mkdir()
+    (tmp_path / "corp" / "root.crt").write_text("x")
+    (tmp_path / "README").write_text("x")
+    assert doctor.local_cas(tmp_path) == ["root.crt"]
+    assert doctor.local_cas(tmp_path / "missing") == []
+
+
+def test_index_reached_only_with_the_hosts_trust(host: Host, pip_cert: Path) -> None:
+    host.proc.answers[(*RUN, "ciparity-ci:latest")] = (1, VERIFY_FAILED + "\n", "")
+    row = host.rows()["package index"]
+    assert row.status == "ok"
+    assert "reaches https://pypi.org/simple/ only with this host's CA bundle" in row.detail
+    assert "CERTIFICATE_VERIFY_FAILED" in row.detail
+    trusted = [c for c in host.proc.calls if c[:4] == (*RUN, "-v")]
+    assert trusted and trusted[0][4] == f"{pip_cert.resolve()}:/etc/ciparity/host-ca.pem:ro"
+
+
+def test_index_a_container_cannot_reach_is_a_warning_with_the_fix(
+    host: Host, pip_cert: Path
+) -> None:
+    host.environ["PIP_INDEX_URL"] = "https://pypi.corp.example/simple/"
+    host.environ["HTTPS_PROXY"] = CANARY_URL
+    host.proc.answers[RUN] = (1, VERIFY_FAILED + "\n", "")
+    code, output = host.run()
+    assert code == 0
+    row = host.rows()["package index"]
+    assert row.status == "warn"
+    assert row.detail.startswith("a container cannot reach https://pypi.corp.example/simple/")
+    assert row.detail.endswith(
+        "fix: set ca_bundle (or PIP_CERT) to the CA bundle of your" " network's TLS proxy"
+    )
+    assert "CANARY" not in output  # the proxy reaches the probe by name only
+    assert any("HTTPS_PROXY" in call for call in host.proc.calls if call[:3] == RUN)
+
+
+def test_index_probe_is_skipped_offline_and_without_a_daemon(host: Host) -> None:
+    assert host.rows(host.config(offline="on"))["package index"].status == "skip"
+    host.proc.answers[SERVER] = (1, "", "Cannot connect to the Docker daemon")
+    assert host.rows()["package index"] == doctor.Finding("package index", "skip", "no daemon")
