@@ -331,6 +331,29 @@ def make_plan(
     )
 
 
+LIST_HEADERS = ("workflow", "job", "events", "runs-on", "here")
+
+
+def list_rows(config: Config, options: Options, paths: Sequence[Path]) -> list[tuple[str, ...]]:
+    """One row per job or matrix entry of `paths`: its workflow, name, the events that trigger
+    the workflow, its runs-on labels, and what act-ci does with it here (run, or skip and why)."""
+    plan = make_plan(config, options, paths, config_args(config))
+    triggers = {
+        wf.path.name: ", ".join(act_plan.events(act_plan.read_workflow(wf.path)))
+        for wf in plan.workflows
+    }
+    return [
+        (
+            entry.workflow,
+            entry.name,
+            triggers.get(entry.workflow, ""),
+            ", ".join(entry.labels) or "?",
+            f"skip: {entry.skip}" if entry.skip else "run",
+        )
+        for entry in plan.entries
+    ]
+
+
 def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
     """Run the workflows through act on a snapshot under `workdir`; rows of the job table."""
     paths = validate(config.root, options)

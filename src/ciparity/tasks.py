@@ -365,7 +365,8 @@ def build_runner(c: Context) -> None:
         "job": "run only this job",
         "workflow": "run only this workflow file (default: every workflow the event triggers)",
         "event": "event that triggers the run (default push)",
-        "list": "list the jobs and exit",
+        "list": "a table of the jobs and matrix entries (workflow, events, runs-on) and what"
+        " act-ci would do with each here (run, or skip and why); runs nothing",
         "dry-run": "let act plan the run without starting jobs",
         "include-untracked": "also carry untracked files (a push would not)",
         "strict": "fail if a job, matrix entry or step is skipped because it cannot run here"
@@ -392,9 +393,7 @@ def act_ci(
     paths = act.validate(config.root, options)
     act.config_args(config)  # a malformed .actrc is refused before anything is built
     if list:
-        for path in paths:
-            for name in act.workflow_jobs(path):
-                print(f"{path.name}: {name}" if len(paths) > 1 else name)
+        print(console.format_table(act.LIST_HEADERS, act.list_rows(config, options, paths)))
         return
     _docker_ready(config)
     # Both images are (re)built: from cache that takes a second, and a stale runner image would

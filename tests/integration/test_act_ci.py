@@ -103,7 +103,9 @@ def test_list_and_dry_run(shared_dir: Path) -> None:
     repo = copy_fixture("act_env", shared_dir)
     _git_repo(repo)
     listed = invoke(["act-ci", "--list"], repo)
-    assert (listed.returncode, listed.stdout.split()) == (0, ["broken", "fixed"])
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    rows = [line.split() for line in listed.stdout.splitlines()[2:]]
+    assert [(r[1], r[-1]) for r in rows] == [("broken", "run"), ("fixed", "run")]
     planned = invoke(["act-ci", "--dry-run", "--job", "broken"], repo)
     # A dry run plans the job without starting a container, so even the broken job "succeeds".
     assert planned.returncode == 0, planned.stdout + planned.stderr

@@ -834,10 +834,46 @@ def test_act_ci_lists_every_workflow_the_event_triggers_in_an_ordinary_repo(
     repo = _ordinary_repo(tmp_path / "repo")
     monkeypatch.chdir(repo)
     tasks.act_ci(ctx(), list=True)
-    assert capsys.readouterr().out == "lint.yml: lint\ntests.yml: test\n"
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == ["workflow", "job", "events", "runs-on", "here"]
+    assert rows[2:] == [
+        ["lint.yml", "lint", "push", "ubuntu-latest", "run"],
+        ["tests.yml", "test", "push", "ubuntu-latest", "run"],
+    ]
     tasks.act_ci(ctx(), list=True, workflow="tests.yml")
-    assert capsys.readouterr().out == "test\n"
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]] == ["tests.yml"]
     assert (repo / "reports" / ".gitignore").read_text() == "*\n"
+
+
+def test_act_ci_list_says_what_runs_here_and_why_the_rest_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = _ordinary_repo(tmp_path / "repo")
+    (repo / ".github" / "workflows" / "tests.yml").write_text(
+        "on: [push, pull_request]\njobs:\n  test:\n    runs-on: ${{ matrix.os }}\n"
+        "    strategy: {matrix: {os: [ubuntu-latest, windows-latest]}}\n"
+    )
+    monkeypatch.chdir(repo)
+    tasks.act_ci(ctx(), list=True, workflow="tests.yml")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split() == [
+        "tests.yml",
+        "test",
+        "(ubuntu-latest)",
+        "push,",
+        "pull_request",
+        "ubuntu-latest",
+        "run",
+    ]
+    assert lines[3].split()[:6] == [
+        "tests.yml",
+        "test",
+        "(windows-latest)",
+        "push,",
+        "pull_request",
+        "windows-latest",
+    ]
+    assert "skip: Windows runner" in lines[3]
 
 
 def test_act_ci_refuses_a_malformed_actrc_in_one_line(
