@@ -26,7 +26,7 @@ import zlib
 from datetime import datetime
 from pathlib import Path
 
-from ciparity import checks, images, proc
+from ciparity import checks, console, images, proc
 from ciparity.config import Config
 from ciparity.console import markdown_table
 from ciparity.errors import CiparityError
@@ -66,19 +66,24 @@ def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int]
 
 def run(config: Config, output: Path) -> list[tuple[str, str]]:
     """Measure, write the Markdown table to `output`, and return its rows."""
+    phase = console.Phases()
+    phase("base image and wheelhouse")
     base = images.ensure_base(config)
     offline = images.offline(config, base)
     if offline:
         images.fill_wheelhouse(config)
     rows: list[tuple[str, str]] = []
 
+    phase("cold build: image removed, build cache pruned")
     proc.run([config.docker, "image", "rm", "-f", config.image])
     proc.run([config.docker, "builder", "prune", "-af"])
     cold = _build(config, offline)
     rows.append(("cold `invoke build` (no build cache)", f"{cold.seconds:.1f} s"))
+    phase("warm build")
     warm = _build(config, offline)
     rows.append(("warm `invoke build`", f"{warm.seconds:.1f} s ({warm.hit_rate:.0%} cached)"))
 
+    phase("rebuild after editing one source file (in a copy of the checkout)")
     with tempfile.TemporaryDirectory(prefix="ciparity-bench-") as tmp:
         copy = Path(tmp) / "checkout"
         touched = _copy_with_edit(config, copy)
@@ -104,6 +109,10 @@ def run(config: Config, output: Path) -> list[tuple[str, str]]:
     codes: set[int] = set()
     # One warm-up round, then interleaved rounds so machine noise hits both sides alike.
     for round_no in range(ROUNDS + 1):
+        phase(
+            f"round {round_no}/{ROUNDS}: `invoke ci` then the same checks natively"
+            + (" (warm-up)" if not round_no else "")
+        )
         seconds, code = _timed(ci_argv, config.root, env)
         codes.add(code)
         native_seconds = 0.0
@@ -156,13 +165,18 @@ def job_overheads(log_lines: list[str]) -> dict[str, float]:
 
 def run_act(config: Config, output: Path) -> list[tuple[str, str]]:
     """Warm `invoke act-ci` against warm `invoke ci`, act's overhead per job, the runner image."""
+    phase = console.Phases()
     env = {**os.environ, "CIPARITY_DEBUG": ""}
     invoke = [sys.executable, "-m", "invoke"]
     for task in ("act-ci", "ci"):  # warm-up: images built, caches filled
+        phase(f"warm-up: `invoke {task}`")
         _timed([*invoke, task], config.root, env)
+    phase("warm `invoke act-ci`")
     act_seconds, act_code = _timed([*invoke, "act-ci"], config.root, env)
     log = (config.reports_dir / "act" / "act.log.jsonl").read_text(encoding="utf-8").splitlines()
+    phase("warm `invoke ci`")
     ci_seconds, ci_code = _timed([*invoke, "ci"], config.root, env)
+    phase("runner image size, setup-python step times")
     overheads = job_overheads(log)
     rows = [
         (f"warm `invoke act-ci` (exit {act_code})", f"{act_seconds:.1f} s"),
@@ -362,6 +376,8 @@ def run_runner(config: Config, output: Path) -> list[tuple[str, str]]:
     script = config.root / "tests" / "fixtures" / "fake_github.py"
     if not script.is_file():
         raise CiparityError(f"bench --runner needs the fake GitHub API at {script}")
+    phase = console.Phases()
+    phase("the fake GitHub API")
     fake = f"ciparity-bench-fake-{os.getpid()}"
     image = config.self_hosted_image
     argv = [config.docker, "create", "--name", fake, "--label", "ciparity.managed=1"]
@@ -380,7 +396,11 @@ def run_runner(config: Config, output: Path) -> list[tuple[str, str]]:
                 if time.monotonic() > deadline:
                     raise CiparityError("the fake GitHub API did not start")
                 time.sleep(0.1)
-            rounds = [_runner_round(config, fake, i) for i in range(RUNNER_ROUNDS)]
+            rounds = []
+            for index in range(RUNNER_ROUNDS):
+                phase(f"runner {index + 1}/{RUNNER_ROUNDS}: start, then stop and deregister")
+                rounds.append(_runner_round(config, fake, index))
+            phase(f"GitHub App runner idle past its token's {APP_TOKEN_TTL:g} s life")
             app_round = _runner_round(config, fake, RUNNER_ROUNDS, app_key, APP_TOKEN_TTL + 1)
             counted = proc.run([config.docker, "exec", fake, "python3", "-c", _COUNT_REMOVALS])
         finally:

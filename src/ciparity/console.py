@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,17 @@ def step(message: str, out: IO[str] | None = None) -> None:
     """A progress line for long work."""
     stream = out or sys.stdout
     print(f"==> {message}", file=stream, flush=True)
+
+
+class Phases:
+    """Progress for long work: a line per phase, with the seconds since the work started."""
+
+    def __init__(self, out: IO[str] | None = None) -> None:
+        self.out = out
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        step(f"[{time.monotonic() - self.started:6.1f} s] {message}", self.out)
 
 
 def group_start(title: str, out: IO[str] | None = None) -> None:

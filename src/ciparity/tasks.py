@@ -481,9 +481,10 @@ def bench(c: Context, output: str = "", act: bool = False, runner: bool = False)
     if runner:
         if images.inspect_label(config.docker, config.self_hosted_image, "") is None:
             _build_runner(config)
-        bench_service.run_runner(config, path)
+        rows = bench_service.run_runner(config, path)
     else:
-        (bench_service.run_act if act else bench_service.run)(config, path)
+        rows = (bench_service.run_act if act else bench_service.run)(config, path)
+    print("\n" + console.format_table(("measure", "value"), rows), flush=True)
     print(f"wrote {path}")
 
 

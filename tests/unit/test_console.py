@@ -138,3 +138,15 @@ def test_reports_summary_counts_tests_and_coverage(tmp_path: Path) -> None:
     assert console.reports_summary(tmp_path) == (
         "**Tests:** 9 passed, 2 failed, 1 errors, 3 skipped\n\n**Coverage:** 97.3% of lines\n\n"
     )
+
+
+def test_phases_say_what_runs_with_the_time_since_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = iter([100.0, 100.0, 112.34])
+    monkeypatch.setattr(console.time, "monotonic", lambda: next(now))
+    out = io.StringIO()
+    phase = console.Phases(out)
+    phase("cold build")
+    phase("warm build")
+    assert out.getvalue() == "==> [   0.0 s] cold build\n==> [  12.3 s] warm build\n"

@@ -714,12 +714,18 @@ def test_bench_writes_where_asked(
     from ciparity import bench
 
     paths: list[Path] = []
-    monkeypatch.setattr(bench, "run", lambda config, path: paths.append(path))
+
+    def measure(config: Config, path: Path) -> list[tuple[str, str]]:
+        paths.append(path)
+        return [("warm build", "0.2 s")]
+
+    monkeypatch.setattr(bench, "run", measure)
     tasks.bench(ctx())
     tasks.bench(ctx(), output=str(tmp_path / "b.md"))
     assert paths == [in_checkout / "reports" / "bench.md", tmp_path / "b.md"]
+    table = "\nmeasure     value\n----------  -----\nwarm build  0.2 s\n"
     assert capsys.readouterr().out == (
-        f"wrote {in_checkout / 'reports' / 'bench.md'}\nwrote {tmp_path / 'b.md'}\n"
+        f"{table}wrote {in_checkout / 'reports' / 'bench.md'}\n{table}wrote {tmp_path / 'b.md'}\n"
     )
 
 
