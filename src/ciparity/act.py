@@ -83,6 +83,7 @@ class JobRow:
     skipped: tuple[str, ...] = ()
     job_id: str = field(default="", compare=False)
     matrix: Mapping[str, object] = field(default_factory=dict, compare=False)
+    key: str = field(default="", compare=False)  # act's `job`: unique per matrix entry
 
 
 def find_act() -> str:
@@ -196,7 +197,14 @@ def parse_log(lines: Iterable[str]) -> list[JobRow]:
         seconds = (last[key] - first[key]).total_seconds()
         name = act_plan.Entry("", job_id, matrix).name
         rows.append(
-            JobRow(name, results.get(key, "unfinished"), seconds, job_id=job_id, matrix=matrix)
+            JobRow(
+                name,
+                results.get(key, "unfinished"),
+                seconds,
+                job_id=job_id,
+                matrix=matrix,
+                key=key,
+            )
         )
     return rows
 
@@ -419,7 +427,7 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
             result = proc.run(argv, cwd=planned, env=env, tee=_JobPrinter(handle))
         skipped = actions_mirror.skipped_steps(result.stdout.splitlines())
         rows = [
-            dataclasses.replace(r, skipped=tuple(skipped.get(r.job_id, ())))
+            dataclasses.replace(r, skipped=tuple(skipped.get(r.key, ())))
             for r in parse_log(result.stdout.splitlines())
         ]
         _copy_reports(snap, config.reports_dir / "act")

@@ -432,7 +432,7 @@ def is_online(config: Config, repo: str) -> bool:
 
 
 def skipped_steps(lines: Iterable[str]) -> dict[str, list[str]]:
-    """Per job, the stand-ins that ran (from act's `--json` log): `X not available offline`, with
+    """Per job run (act's `job`: one matrix entry), the stand-ins that ran (from act's `--json` log): `X not available offline`, with
     ` (--strict)` appended where the stand-in failed its step."""
     skipped: dict[str, list[str]] = {}
     for line in lines:
@@ -447,7 +447,9 @@ def skipped_steps(lines: Iterable[str]) -> dict[str, list[str]]:
             what = str(entry.get("arg", "")).split(" (--strict", 1)[0].strip()
             if entry["command"] == "error":
                 what += STRICT
-            skipped.setdefault(str(entry["jobID"]), []).append(what)
+            # act's `job` names one matrix entry; the jobID is shared by all of a job's entries.
+            key = str(entry.get("job") or entry["jobID"]).strip()
+            skipped.setdefault(key, []).append(what)
     return skipped
 
 

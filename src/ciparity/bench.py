@@ -277,6 +277,7 @@ def setup_python_rows(config: Config) -> list[tuple[str, str]]:
         # The actions come from .actrc: no probe of GitHub for the (empty) action mirror.
         env["CIPARITY_OFFLINE"] = "on"
         invoke = [sys.executable, "-m", "invoke", "act-ci", "--job", "test"]
+        whole: dict[str, float] = {}
         for name, text in (
             ("tool-cache lookup only (no `cache:`)", with_cache.replace("cache: pip", "")),
             ("with `cache: pip`, cold", with_cache),
@@ -286,12 +287,49 @@ def setup_python_rows(config: Config) -> list[tuple[str, str]]:
             for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", name]):
                 proc.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *argv], cwd=repo)
             seconds, code = _timed(invoke, repo, env)
+            whole[name] = seconds
             step = _step_seconds(repo / "reports" / "act" / "act.log.jsonl", SETUP_PYTHON)
             value = f"{step:.1f} s" if step is not None else "-"
             rows.append((f"setup-python@v5 step, {name} (act-ci exit {code})", value))
+        native, native_code = _native_job(fixture, work / "native")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    cold, warm = whole["with `cache: pip`, cold"], whole["with `cache: pip`, warm (restored)"]
+    rows += [
+        (
+            "ordinary workflow's test job, `invoke act-ci`, cold / warm",
+            f"{cold:.1f} s / {warm:.1f} s",
+        ),
+        (
+            f"the same steps natively (venv, pip install -e . pytest, pytest; exit {native_code})",
+            f"{native:.1f} s",
+        ),
+        ("ratio act-ci / native, warm (cold)", f"{warm / native:.2f}x ({cold / native:.2f}x)"),
+    ]
     return rows
+
+
+def _quiet(argv: list[str], cwd: Path) -> int:
+    return subprocess.call(  # nosec B603
+        argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def _native_job(fixture: Path, dest: Path) -> tuple[float, int]:
+    """The ordinary workflow's test job run natively on this host: a fresh venv of this Python,
+    pip install of the project and pytest (pip's own cache warm, as act-ci's warm run), pytest."""
+    shutil.copytree(fixture, dest)
+    python = dest / ".venv" / "bin" / "python"
+    started = time.monotonic()
+    codes = []
+    for argv in (
+        [sys.executable, "-m", "venv", str(dest / ".venv")],
+        [str(python), "-m", "pip", "install", "-q", "-e", ".", "pytest"],
+        [str(python), "-m", "pytest", "-q"],
+    ):
+        # Argv list.
+        codes.append(_quiet(argv, dest))
+    return time.monotonic() - started, max(codes)
 
 
 RUNNER_ROUNDS = 5

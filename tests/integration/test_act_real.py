@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from docker_helpers import REPO, copy_fixture, invoke, managed, owners
 
-pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+# The published actions come from ../shared/actions, which only this checkout's own
+# machine has (not a workflow job): see the `shared_actions` marker.
+pytestmark = [pytest.mark.docker, pytest.mark.shared_actions, pytest.mark.usefixtures("engine")]
 
 RUNNER_IMAGE = os.environ.get("CIPARITY_IT_RUNNER_IMAGE", "ciparity-runner:latest")
 # The shallow bare mirrors of the real actions beside the checkout (read-only: copied first).

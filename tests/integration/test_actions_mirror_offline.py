@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 from docker_helpers import REPO, copy_fixture, invoke, managed
 
-pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+# The published actions come from ../shared/actions, which only this checkout's own
+# machine has (not a workflow job): see the `shared_actions` marker.
+pytestmark = [pytest.mark.docker, pytest.mark.shared_actions, pytest.mark.usefixtures("engine")]
 
 # The shallow mirrors of the published actions beside the checkout (read-only: tests copy them).
 SHARED = Path(os.environ.get("CIPARITY_SHARED_ACTIONS", REPO.parent / "shared" / "actions"))

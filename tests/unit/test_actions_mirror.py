@@ -572,7 +572,11 @@ def _entry(**fields: object) -> str:
 
 
 def test_skipped_steps_from_acts_log_reach_the_job_table() -> None:
+    matrix_entry = {"command": "warning", "kvPairs": {"title": "ciparity-skip"}}
     lines = [
+        # Two entries of one matrix job: act's `job` tells them apart, the jobID does not.
+        _entry(jobID="m", job="wf/m-1", arg="x/y@v1 not available offline", **matrix_entry),
+        _entry(jobID="m", job="wf/m-2", arg="x/y@v1 not available offline", **matrix_entry),
         _entry(
             jobID="test",
             command="warning",
@@ -591,6 +595,8 @@ def test_skipped_steps_from_acts_log_reach_the_job_table() -> None:
     ]
     skipped = actions_mirror.skipped_steps(lines)
     assert skipped == {
+        "wf/m-1": ["x/y@v1 not available offline"],
+        "wf/m-2": ["x/y@v1 not available offline"],
         "test": ["codecov/codecov-action@v5 not available offline"],
         "lint": ["o/r@v1 not available offline (--strict)"],
     }
