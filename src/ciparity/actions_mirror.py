@@ -432,8 +432,8 @@ def is_online(config: Config, repo: str) -> bool:
 
 
 def skipped_steps(lines: Iterable[str]) -> dict[str, list[str]]:
-    """Per job run (act's `job`: one matrix entry), the stand-ins that ran (from act's `--json` log): `X not available offline`, with
-    ` (--strict)` appended where the stand-in failed its step."""
+    """Per job run (act's `job`: one matrix entry), the stand-ins that ran, from act's `--json`
+    log: `X not available offline`, with ` (--strict)` where the stand-in failed its step."""
     skipped: dict[str, list[str]] = {}
     for line in lines:
         try:
