@@ -115,16 +115,21 @@ def text(value: Any) -> str:
     return str(value)
 
 
+def malformed_yaml(path: Path, exc: yaml.YAMLError) -> ConfigError:
+    """The one line for a YAML file that does not parse: the file, the line where known, why."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        return ConfigError(f"{path}{line}: malformed YAML: {exc.problem or exc}")
+    return ConfigError(f"{path}: malformed YAML: {exc}")
+
+
 def read_workflow(path: Path) -> dict[Any, Any]:
     """A workflow's YAML; malformed YAML or a missing `jobs` mapping is one line with its place."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: malformed YAML: {exc.problem or exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
+        raise malformed_yaml(path, exc) from exc
     jobs = data.get("jobs") if isinstance(data, dict) else None
     if not isinstance(jobs, dict) or not jobs:
         raise ConfigError(f"{path}: no jobs: a workflow needs a 'jobs' mapping")

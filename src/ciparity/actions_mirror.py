@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from ciparity import proc
+from ciparity import act_plan, proc
 from ciparity.config import Config
 from ciparity.errors import CiparityError, ConfigError
 
@@ -90,12 +90,8 @@ def _load(path: Path, text: str | None = None) -> yaml.Node | None:
     try:
         source = path.read_text(encoding="utf-8") if text is None else text
         return yaml.compose(source)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: malformed YAML: {exc.problem or exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
+        raise act_plan.malformed_yaml(path, exc) from exc
 
 
 def _step_uses(node: yaml.Node | None) -> Iterator[tuple[str, int]]:

@@ -79,6 +79,27 @@ def copy_fixture(name: str, dest: Path) -> Path:
     return target
 
 
+# The shallow bare mirrors of the published actions beside the checkout (read-only: copied first).
+SHARED_ACTIONS = Path(os.environ.get("CIPARITY_SHARED_ACTIONS", REPO.parent / "shared" / "actions"))
+
+
+def shared_actions_remote(dest: Path) -> Path:
+    """A writable copy of the shared action mirrors under `dest`, as the remote `invoke
+    actions-sync` fetches from (their refs are all packed, and git wants a refs/ folder)."""
+    if not (SHARED_ACTIONS / "actions" / "setup-python.git").is_dir():
+        pytest.fail(
+            f"no action mirrors at {SHARED_ACTIONS} (CIPARITY_SHARED_ACTIONS names them)",
+            pytrace=False,
+        )
+    remote = dest / "remote"
+    shutil.copytree(SHARED_ACTIONS, remote)
+    for repo in remote.glob("*/*.git"):
+        for path in [repo, *repo.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+        (repo / "refs" / "tags").mkdir(parents=True, exist_ok=True)
+    return remote
+
+
 def workflow_name(repo: Path, file: str = "ci.yml") -> str:
     """The `name:` of a copied fixture's workflow (act's containers are named after it)."""
     text = (repo / ".github" / "workflows" / file).read_text(encoding="utf-8")

@@ -6,34 +6,17 @@ artifacts through the local double, a missing tool's hint."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from docker_helpers import REPO, copy_fixture, invoke, managed, owners
+from docker_helpers import copy_fixture, invoke, managed, owners, shared_actions_remote
 
 # The published actions come from ../shared/actions, which only this checkout's own
 # machine has (not a workflow job): see the `shared_actions` marker.
 pytestmark = [pytest.mark.docker, pytest.mark.shared_actions, pytest.mark.usefixtures("engine")]
 
 RUNNER_IMAGE = os.environ.get("CIPARITY_IT_RUNNER_IMAGE", "ciparity-runner:latest")
-# The shallow bare mirrors of the real actions beside the checkout (read-only: copied first).
-SHARED = Path(os.environ.get("CIPARITY_SHARED_ACTIONS", REPO.parent / "shared" / "actions"))
-
-
-def _remote(dest: Path) -> Path:
-    """A copy of the shared mirrors as the remote `invoke actions-sync` fetches from (their refs
-    are all packed, and git wants a refs/ folder)."""
-    if not (SHARED / "actions" / "setup-python.git").is_dir():
-        pytest.fail(f"no action mirrors at {SHARED} (CIPARITY_SHARED_ACTIONS names them)")
-    remote = dest / "remote"
-    shutil.copytree(SHARED, remote)
-    for repo in remote.glob("*/*.git"):
-        for path in [repo, *repo.rglob("*")]:
-            path.chmod(path.stat().st_mode | 0o200)
-        (repo / "refs" / "tags").mkdir(parents=True, exist_ok=True)
-    return remote
 
 
 def _repo(fixture: str, dest: Path) -> tuple[Path, dict[str, str]]:
@@ -58,7 +41,7 @@ def _lines(output: str, job: str) -> list[str]:
 def test_ordinary_workflow_with_real_setup_python_cache_and_artifacts(shared_dir: Path) -> None:
     repo, env = _repo("real_python", shared_dir)
     env["XDG_CACHE_HOME"] = str(shared_dir / "xdg")
-    remote = _remote(shared_dir)
+    remote = shared_actions_remote(shared_dir)
     synced = invoke(["actions-sync"], repo, env={**env, "CIPARITY_ACTIONS_URL": f"file://{remote}"})
     # The artifact actions' code is not to be had here: the double stands in for them.
     errors = [line for line in synced.stderr.splitlines() if line.startswith("ciparity: error:")]

@@ -16,14 +16,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from docker_helpers import REPO, copy_fixture, invoke, managed
+from docker_helpers import copy_fixture, invoke, managed, shared_actions_remote
 
 # The published actions come from ../shared/actions, which only this checkout's own
 # machine has (not a workflow job): see the `shared_actions` marker.
 pytestmark = [pytest.mark.docker, pytest.mark.shared_actions, pytest.mark.usefixtures("engine")]
 
-# The shallow mirrors of the published actions beside the checkout (read-only: tests copy them).
-SHARED = Path(os.environ.get("CIPARITY_SHARED_ACTIONS", REPO.parent / "shared" / "actions"))
 RUNNER_IMAGE = os.environ.get("CIPARITY_IT_RUNNER_IMAGE", "ciparity-runner:latest")
 GREETER = """name: greeter
 description: A composite action published in its own repository (here, the stand-in remote)
@@ -48,14 +46,7 @@ def _git(*args: str, cwd: Path | None = None) -> None:
 def _remote(tmp: Path) -> Path:
     """Copies of the shared mirrors (their refs are all packed: git wants a refs/ folder) plus
     team/hello, a composite action at a sub-path, tagged v1."""
-    if not (SHARED / "actions" / "cache.git").is_dir():
-        pytest.fail(f"no action mirrors at {SHARED} (CIPARITY_SHARED_ACTIONS names them)")
-    remote = tmp / "remote"
-    shutil.copytree(SHARED, remote)
-    for repo in remote.glob("*/*.git"):
-        for path in [repo, *repo.rglob("*")]:
-            path.chmod(path.stat().st_mode | 0o200)
-        (repo / "refs" / "tags").mkdir(parents=True, exist_ok=True)
+    remote = shared_actions_remote(tmp)
     work = tmp / "hello"
     (work / "greeter").mkdir(parents=True)
     (work / "greeter" / "action.yml").write_text(GREETER)
