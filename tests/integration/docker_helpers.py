@@ -79,20 +79,28 @@ def copy_fixture(name: str, dest: Path) -> Path:
     return target
 
 
-# The shallow bare mirrors of the published actions beside the checkout (read-only: copied first).
-SHARED_ACTIONS = Path(os.environ.get("CIPARITY_SHARED_ACTIONS", REPO.parent / "shared" / "actions"))
+def shared_actions() -> Path:
+    """The offline copies of published actions (shallow bare mirrors): CIPARITY_SHARED_ACTIONS,
+    else the copy .ci/setup puts in reports/ (which a check container sees), else
+    ../shared/actions beside the checkout. Missing: a skip, or a failure where CI requires them."""
+    for place in (
+        os.environ.get("CIPARITY_SHARED_ACTIONS", ""),
+        str(REPO / "reports" / ".shared-actions"),
+        str(REPO.parent / "shared" / "actions"),
+    ):
+        if place and (Path(place) / "actions" / "setup-python.git").is_dir():
+            return Path(place)
+    problem = "no offline copies of the published actions (../shared/actions; see .ci/setup)"
+    if os.environ.get("CIPARITY_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"CIPARITY_REQUIRE_DOCKER=1 but {problem}", pytrace=False)
+    pytest.skip(problem)
 
 
 def shared_actions_remote(dest: Path) -> Path:
     """A writable copy of the shared action mirrors under `dest`, as the remote `invoke
     actions-sync` fetches from (their refs are all packed, and git wants a refs/ folder)."""
-    if not (SHARED_ACTIONS / "actions" / "setup-python.git").is_dir():
-        pytest.fail(
-            f"no action mirrors at {SHARED_ACTIONS} (CIPARITY_SHARED_ACTIONS names them)",
-            pytrace=False,
-        )
     remote = dest / "remote"
-    shutil.copytree(SHARED_ACTIONS, remote)
+    shutil.copytree(shared_actions(), remote)
     for repo in remote.glob("*/*.git"):
         for path in [repo, *repo.rglob("*")]:
             path.chmod(path.stat().st_mode | 0o200)
