@@ -173,6 +173,8 @@ def parse_log(lines: Iterable[str]) -> list[JobRow]:
     first: dict[str, datetime] = {}
     last: dict[str, datetime] = {}
     results: dict[str, str] = {}
+    failed_steps: set[str] = set()
+    completed: set[str] = set()
     ids: dict[str, tuple[str, Mapping[str, object]]] = {}
     for line in lines:
         try:
@@ -191,10 +193,18 @@ def parse_log(lines: Iterable[str]) -> list[JobRow]:
             last[key] = when
         if entry.get("jobResult"):
             results[key] = str(entry["jobResult"])
+        if entry.get("stepResult") == "failure":
+            failed_steps.add(key)
+        if entry.get("step") == "Complete job" and entry.get("stepResult") == "success":
+            completed.add(key)
     rows = []
     for key in first:
         job_id, matrix = ids[key]
         seconds = (last[key] - first[key]).total_seconds()
+        if matrix and results.get(key) == "failure" and key in completed - failed_steps:
+            # act keeps one result for all entries of a matrix job (nektos/act#1519): an entry
+            # that ends after another entry failed reports that failure as its own.
+            results[key] = "success"
         name = act_plan.Entry("", job_id, matrix).name
         rows.append(
             JobRow(

@@ -208,6 +208,29 @@ def test_parse_log() -> None:
     ]
 
 
+def test_a_matrix_entry_is_judged_by_its_own_steps_not_acts_shared_result() -> None:
+    """act keeps one result per matrix job (nektos/act#1519): the unit entry, ending after the
+    nightly entry failed, is logged `failure` though every step of its own succeeded."""
+    unit = {"job": "tests/test-1", "jobID": "test", "matrix": {"suite": "unit"}}
+    nightly = {"job": "tests/test-2", "jobID": "test", "matrix": {"suite": "nightly"}}
+    when = "2026-11-26T12:00:0{}Z".format
+    lines = [
+        _line(**nightly, step="exit 1", stepResult="failure", time=when(1)),
+        _line(**nightly, step="Complete job", stepResult="success", time=when(2)),
+        _line(**nightly, jobResult="failure", time=when(2)),
+        _line(**unit, step="pytest", stepResult="success", time=when(1)),
+        _line(**unit, step="Complete job", stepResult="success", time=when(3)),
+        _line(**unit, jobResult="failure", time=when(3)),
+    ]
+    assert [(r.job, r.result) for r in act.parse_log(lines)] == [
+        ("test (nightly)", "failure"),
+        ("test (unit)", "success"),
+    ]
+    # An entry that never completed, or whose own step failed, keeps act's verdict.
+    cut = [line for line in lines if "Complete job" not in line or "test-2" in line]
+    assert [r.result for r in act.parse_log(cut)] == ["failure", "failure"]
+
+
 def test_find_act_checks_the_pinned_version(
     fake_run: FakeRun, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
