@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from ciparity import container, ownership, proc
 from ciparity.container import Found
 from ciparity.errors import DockerError
+from ciparity.selfhosted import POOL  # the label `invoke runners` puts on its replicas
 
-POOL = "ciparity.runners"  # the label `invoke runners` puts on its replicas (selfhosted.POOL)
 # How long a live pool's process gets to stop its runners (each one deregisters first).
 POOL_TIMEOUT = 180.0
 

@@ -263,3 +263,23 @@ def fake_github_module() -> ModuleType:
         sys.modules["fake_github"] = module
         spec.loader.exec_module(module)
     return sys.modules["fake_github"]
+
+
+@pytest.fixture(scope="module")
+def app_key() -> tuple[str, str]:
+    """A GitHub App's RSA key pair (private, public) in PEM, as the entrypoint and fake API use."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public

@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 from conftest import fake_github_module
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ciparity.github import ApiError, Auth, Client, Redactor, Scope
 
@@ -19,22 +17,6 @@ PAT = "ghp_clienttests000000000000000001"
 SCOPE = Scope("repo", "octo/hello")
 REG = "/repos/octo/hello/actions/runners/registration-token"
 JIT = "/repos/octo/hello/actions/runners/generate-jitconfig"
-
-
-@pytest.fixture(scope="module")
-def app_key() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
 
 
 @pytest.fixture
