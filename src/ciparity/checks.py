@@ -175,7 +175,8 @@ def check_env(config: Config, mode: str = "copy") -> dict[str, str]:
     one run to the next; in copy mode they stay in the container's /tmp and go with it.
     """
     paths = [str(config.root / d) for d in config.src_dirs] + ["/app/src"]
-    env = {**CHECK_ENV, "PYTHONPATH": ":".join(paths)}
+    # The runs the tests start are this run's children: its clean-up sweeps them (ownership).
+    env = {**CHECK_ENV, "PYTHONPATH": ":".join(paths), **config.run.outer_env()}
     if mode == "bind":
         cache = config.reports_dir / ".cache"
         env.update(XDG_CACHE_HOME=str(cache), MYPY_CACHE_DIR=str(cache / "mypy"))
@@ -200,6 +201,7 @@ def spec(
 ) -> container.Spec:
     """The container that runs check `name` (or `command`, for `invoke shell`) on the checkout."""
     argv = [*_option_args(options), name]
+    env = check_env(config, mode)
     return container.Spec(
         image=config.image,
         command=tuple(
@@ -207,8 +209,8 @@ def spec(
         ),
         workspace=container.Workspace(config.root, mode, outputs=(config.reports_dir,)),
         user=container.current_user(),
-        env=check_env(config, mode),
-        pass_env=pass_env(config),
+        env=env,
+        pass_env=tuple(n for n in pass_env(config) if n not in env),
         socket=container.docker_socket() if name == "test" else None,
         labels={"ciparity.check": name, "ciparity.workspace": str(config.root)},
         owner=config.run,

@@ -358,11 +358,50 @@ def remove_managed(docker: str = "docker", label: str = f"{MANAGED}=1") -> tuple
 
 
 def remove_run(docker: str, owner: Owner) -> tuple[int, int, int]:
-    """Remove everything labelled with `owner`'s run — only in the process that owns the run: a
-    nested task that joined an outer run leaves the sweep to it (it would remove its own job)."""
+    """Remove everything labelled with `owner`'s run, and with the runs started under it — only in
+    the process that owns the run: a nested task that joined an outer run leaves the sweep to it
+    (it would remove its own job)."""
     if owner.pid != os.getpid() or owner.host != socket.gethostname():
         return 0, 0, 0
-    return remove_managed(docker, f"{ownership.RUN}={owner.run}")
+    return sweep(docker, owner.run)
+
+
+def sweep(docker: str, run: str) -> tuple[int, int, int]:
+    """Remove every object of `run`, then of each run whose `ciparity.parent` it is, and theirs in
+    turn (a test session's nested runs, whose processes ended with the session's container)."""
+    counts = [0, 0, 0]
+    todo, seen = [run], {run}
+    while todo:
+        current = todo.pop()
+        found = remove_managed(docker, f"{ownership.RUN}={current}")
+        children, below = _remove_children(docker, current)
+        counts = [a + b + c for a, b, c in zip(counts, found, below)]
+        todo += [child for child in children if child not in seen]
+        seen.update(children)
+    return counts[0], counts[1], counts[2]
+
+
+def _remove_children(docker: str, run: str) -> tuple[set[str], tuple[int, int, int]]:
+    """Remove what carries `ciparity.parent=run`; the runs those objects belonged to."""
+    runs: set[str] = set()
+    counts = []
+    for listing, ident, removal in (
+        (["ps", "-a"], "ID", ["rm", "-f", "-v"]),
+        (["volume", "ls"], "Name", ["volume", "rm", "-f"]),
+        (["network", "ls"], "ID", ["network", "rm"]),
+    ):
+        template = f'{{{{.{ident}}}}} {{{{.Label "{ownership.RUN}"}}}}'
+        found = proc.run(
+            [docker, *listing, "--filter", f"label={ownership.PARENT}={run}", "--format", template]
+        )
+        if not found.ok:
+            raise DockerError(f"docker: {proc.reason(found.stderr)}")
+        rows = [line.split(" ", 1) + [""] for line in found.stdout.splitlines() if line.strip()]
+        runs.update(row[1].strip() for row in rows if ownership.valid_run_id(row[1].strip()))
+        if rows:
+            proc.run([docker, *removal, *(row[0] for row in rows)], check=True)
+        counts.append(len(rows))
+    return runs, (counts[0], counts[1], counts[2])
 
 
 @dataclass(frozen=True)

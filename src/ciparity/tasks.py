@@ -5,13 +5,14 @@ Another repository exposes all of them with `from ciparity.tasks import ns` in i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,6 +72,20 @@ def ci_task(*args: Any, **kwargs: Any) -> Any:
         return task(**kwargs)(fatal_errors(body))
 
     return decorate
+
+
+@contextlib.contextmanager
+def _sweeping(config: Config) -> Iterator[None]:
+    """When the task ends, however it ends, remove what its run and the runs started under it
+    left: a test session's own runs (ownership.PARENT) die with its container when it is stopped.
+    A failing sweep never hides why the task ended."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(CiparityError):
+            container.remove_run(config.docker, config.run)
+        raise
+    container.remove_run(config.docker, config.run)
 
 
 def _docker_ready(config: Config) -> None:
@@ -211,11 +226,12 @@ def _one_check(name: str, repeat: int = 1, **flags: Any) -> None:
     _docker_ready(config)
     _ensure_image(config)
     rows = []
-    for count in range(1, repeat + 1):
-        row = checks.run_check(name, config, _mode(config), options)
-        rows.append(
-            dataclasses.replace(row, name=f"{name} {count}/{repeat}") if repeat > 1 else row
-        )
+    with _sweeping(config):
+        for count in range(1, repeat + 1):
+            row = checks.run_check(name, config, _mode(config), options)
+            rows.append(
+                dataclasses.replace(row, name=f"{name} {count}/{repeat}") if repeat > 1 else row
+            )
     extra = console.reports_summary(config.reports_dir) if name == "test" else ""
     console.summary(name, rows, extra=extra)
     failed = [row for row in rows if row.result != "passed"]
@@ -271,13 +287,14 @@ def ci(c: Context, parallel: bool = False, markers: str = "", pytest_args: str =
     rows.append(console.Row("build", "passed", report.seconds if report else 0.0))
     options = checks.Options(pytest_args=tuple(shlex.split(pytest_args)), markers=markers)
     mode = _mode(config)
-    if parallel:
-        from ciparity import compose
+    with _sweeping(config):
+        if parallel:
+            from ciparity import compose
 
-        rows += compose.run_checks(config, mode, options)
-    else:
-        for name in checks.CHECKS:
-            rows.append(checks.run_check(name, config, mode, options))
+            rows += compose.run_checks(config, mode, options)
+        else:
+            for name in checks.CHECKS:
+                rows.append(checks.run_check(name, config, mode, options))
     rows.append(console.Row("total", "", time.monotonic() - started))
     console.summary("ciparity ci", rows)
     failed = [r.name for r in rows if r.result.startswith("FAILED")]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ciparity import container
+from ciparity import container, ownership
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -118,8 +118,14 @@ def workflow_name(repo: Path, file: str = "ci.yml") -> str:
 
 def invoke_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     # Hermetic: not this run's settings, nor the CI system's variables (a job summary file, say).
+    # One is kept: run by `invoke test`, the runs started here are that run's children, and go
+    # with its clean-up if it is stopped.
     prefixes = ("CIPARITY_", "GITHUB_", "RUNNER_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(prefixes) or k == ownership.ENV_OUTER
+    }
     # The fixture's tasks.py imports ciparity from this checkout.
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
     env.update(extra or {})

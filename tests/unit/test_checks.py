@@ -203,6 +203,8 @@ def test_check_env(make_config: MakeConfig) -> None:
         "PYTHONDONTWRITEBYTECODE": "1",
         "USER": "ciparity",
         "PYTHONPATH": f"{root}/src:{root}/lib:/app/src",
+        # The runs its tests start are children of this run (swept with it).
+        "CIPARITY_OUTER_RUN": config.run.run,
     }
     bind = checks.check_env(config, "bind")
     assert bind["MYPY_CACHE_DIR"] == f"{root}/reports/.cache/mypy"

@@ -296,6 +296,7 @@ LABELS = {
     "ciparity.run": "${CIPARITY_RUN_ID:-}",
     "ciparity.checkout": "${CIPARITY_RUN_CHECKOUT:-}",
     "ciparity.owner": "${CIPARITY_RUN_OWNER:-}",
+    "ciparity.parent": "${CIPARITY_RUN_PARENT:-}",
 }
 
 

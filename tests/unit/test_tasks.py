@@ -400,10 +400,15 @@ def test_check_task_passes_and_prints_the_table(
         f"{'-' * width}  ------  -------",
         f"{name.ljust(width)}  passed  1.0",
     ]
-    assert fake_run.argvs == [
+    assert fake_run.argvs[:2] == [
         ["docker", "version", "--format", "{{.Server.Version}}"],
         ["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", "ciparity-ci:latest"],
     ]
+    # Then the sweep: its run's objects, and those of the runs its tests started.
+    sweep = [" ".join(argv) for argv in fake_run.argvs[2:]]
+    assert sweep[0].startswith("docker ps -aq --filter label=ciparity.run=")
+    run = sweep[0].rpartition("=")[2]
+    assert any(f"--filter label=ciparity.parent={run} " in line for line in sweep)
 
 
 @pytest.mark.parametrize(("detail", "code"), [("2", 2), ("", 1), ("0", 1)])
