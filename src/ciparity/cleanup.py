@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ciparity import container, ownership, proc
 from ciparity.container import Found
@@ -43,6 +44,25 @@ def _owner_pid(item: Found) -> int:
     return int(label.rpartition(":")[2]) if label.rpartition(":")[2].isdigit() else 0
 
 
+def _shown(value: str, fallback: str) -> str:
+    """A label value for a message: as it is when it has our form, else quoted (a value that is
+    not ours may hold a newline or a terminal escape; each message stays one line)."""
+    if ownership.valid_run_id(value) or (value.isprintable() and len(value) <= 80 and value):
+        return value if value else fallback
+    return repr(value[:80]) if value else fallback
+
+
+def is_pool_process(pid: int) -> bool:
+    """Whether `pid` is an `invoke runners` process: a pool's owner label is only a claim, and
+    `--all` signals that process, never one a label that is not ours happens to name."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    words = [os.path.basename(a.decode(errors="replace")) for a in argv if a]
+    return "runners" in words and any(w == "invoke" or w.startswith("invoke.") for w in words)
+
+
 def plan(found: Sequence[Found], everything: bool = False, host: str | None = None) -> Plan:
     """Decide, from the labelled objects, what to remove, stop or keep."""
     host = host or socket.gethostname()
@@ -57,7 +77,7 @@ def plan(found: Sequence[Found], everything: bool = False, host: str | None = No
         if pool and item.running:
             if not everything:
                 kept_pools[pool].append(item)
-            elif alive:
+            elif alive and item.run and is_pool_process(_owner_pid(item)):
                 pools[(_owner_pid(item), item.run)] = None  # its process stops them all
             else:
                 stop.append(item)
@@ -70,13 +90,17 @@ def plan(found: Sequence[Found], everything: bool = False, host: str | None = No
     busy |= {run for _, run in pools}
     remove += [f for f in found if f.kind != "container" and not (f.run and f.run in busy)]
     kept = [
-        f"runner pool {pool}: {len(items)} running runner(s) left alone; stop them with Ctrl-C"
-        " where `invoke runners` runs, or `invoke clean --all` (stops them gracefully)"
+        f"runner pool {_shown(pool, '?')}: {len(items)} running runner(s) left alone; stop them"
+        " with Ctrl-C where `invoke runners` runs, or `invoke clean --all` (stops them"
+        " gracefully)"
         for pool, items in kept_pools.items()
     ]
     for run, items in kept_runs.items():
-        owner = items[0].labels.get(ownership.OWNER, "an unknown process")
-        kept.append(f"run {run}: {len(items)} running container(s) left alone (owned by {owner})")
+        owner = _shown(items[0].labels.get(ownership.OWNER, ""), "an unknown process")
+        kept.append(
+            f"run {_shown(run, '?')}: {len(items)} running container(s) left alone"
+            f" (owned by {owner})"
+        )
     return Plan(tuple(remove), tuple(stop), tuple(pools), tuple(kept))
 
 

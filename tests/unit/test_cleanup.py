@@ -74,8 +74,11 @@ def test_a_running_pool_is_never_stopped_without_all(dead_pid: int) -> None:
     )
 
 
-def test_all_stops_orphaned_runners_gracefully_and_signals_live_pools(dead_pid: int) -> None:
+def test_all_stops_orphaned_runners_gracefully_and_signals_live_pools(
+    dead_pid: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     here, me = HOST, os.getpid()
+    monkeypatch.setattr(cleanup, "is_pool_process", lambda pid: pid == me)
     orphan = box("r1", "eeeeeeeeeeee", dead_pid, True, host=here, **{"ciparity.runners": "p-1"})
     pooled = box("r2", "ffffffffffff", me, True, host=here, **{"ciparity.runners": "p-2"})
     live = box("live", "aaaaaaaaaaaa", me, True, host=here)
