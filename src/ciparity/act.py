@@ -549,6 +549,8 @@ def _alive(pid_file: Path) -> bool:
     try:
         pid = int(pid_file.read_text(encoding="utf-8").strip())
         os.kill(pid, 0)
+    except PermissionError:
+        return True  # another user's live run (or a claim we may not read): not ours to remove
     except (OSError, ValueError):
         return False
     return True

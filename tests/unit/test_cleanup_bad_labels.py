@@ -8,6 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from ciparity import cleanup
 from ciparity.container import Found
@@ -65,3 +68,20 @@ def test_is_pool_process_reads_the_command_line() -> None:
         pool.send_signal(signal.SIGTERM)
         pool.communicate()
     assert not cleanup.is_pool_process(pool.pid)
+
+
+def test_a_snapshot_claimed_by_another_user_s_live_process_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`kill(pid, 0)` on another user's process fails with EPERM: that process is alive."""
+    from ciparity import act
+
+    (tmp_path / "act-0123456789ab").mkdir()
+    (tmp_path / ".act-0123456789ab.pid").write_text("4242", encoding="utf-8")
+
+    def refused(pid: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(act.os, "kill", refused)
+    assert act.remove_stale(None, tmp_path) == []  # type: ignore[arg-type]
+    assert (tmp_path / "act-0123456789ab").is_dir()
