@@ -229,6 +229,27 @@ jobs:
 """
 
 
+# A CPU-bound loop, timed by itself: run on the host and in a runner-image container at the same
+# moment, it shows how much CPU containers get against host processes on this engine right now.
+CPU_PROBE = (
+    "import time; s = time.perf_counter(); sum(i * i for i in range(2_000_000));"
+    " print(time.perf_counter() - s)"
+)
+
+
+def cpu_probe(config: Config) -> tuple[float, float]:
+    """Seconds of the same CPU-bound loop on the host and in a job container (runner image)."""
+    # Argv list.
+    host = subprocess.run(  # nosec B603
+        [sys.executable, "-c", CPU_PROBE], capture_output=True, text=True, check=True
+    )
+    argv = [config.docker, "run", "--rm", "--label", "ciparity.managed=1", "--network", "none"]
+    inside = proc.run([*argv, "--entrypoint", "python3", config.runner_image, "-c", CPU_PROBE])
+    if not inside.ok:
+        raise CiparityError(f"the CPU probe failed in {config.runner_image}: {inside.stderr}")
+    return float(host.stdout), float(inside.stdout)
+
+
 def _log_entries(log: Path) -> list[dict[str, object]]:
     entries = []
     for line in log.read_text(encoding="utf-8").splitlines():
@@ -334,6 +355,7 @@ def setup_python_rows(config: Config) -> list[tuple[str, str]]:
     rows = []
     runs: dict[str, JobRun] = {}
     natives: dict[str, tuple[dict[str, float], int]] = {}
+    probes: list[tuple[float, float]] = []
     try:
         trees = real_action_trees(source, work / "actions")
         repo = work / "real_python"
@@ -357,6 +379,7 @@ def setup_python_rows(config: Config) -> list[tuple[str, str]]:
             runs[name] = _act_job(repo, text, name, env)
             if name in ("cold", "warm"):  # the same steps natively, pip's cache alike
                 natives[name] = _native_job(fixture, work / f"native-{name}", pip_cache)
+                probes.append(cpu_probe(config))
                 label = f"with `cache: pip`, {name}" + (" (restored)" if name == "warm" else "")
             elif name == "empty":
                 continue
@@ -368,11 +391,14 @@ def setup_python_rows(config: Config) -> list[tuple[str, str]]:
             rows.append((f"setup-python@v5 step, {label} (act-ci exit {run.code})", value))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return rows + _job_rows(config, runs, natives)
+    return rows + _job_rows(config, runs, natives, probes)
 
 
 def _job_rows(
-    config: Config, runs: dict[str, JobRun], natives: dict[str, tuple[dict[str, float], int]]
+    config: Config,
+    runs: dict[str, JobRun],
+    natives: dict[str, tuple[dict[str, float], int]],
+    probes: list[tuple[float, float]],
 ) -> list[tuple[str, str]]:
     cold, warm, empty = runs["cold"], runs["warm"], runs["empty"]
     native = {name: sum(parts.values()) for name, (parts, _) in natives.items()}
@@ -416,6 +442,12 @@ def _job_rows(
             f"{warm.work() / native_work['warm']:.2f}x ({cold.work() / native_work['cold']:.2f}x)",
         ),
         ("docker storage driver (the job container's file system)", driver or "-"),
+        (
+            "the same CPU-bound loop on the host / in a job container, after the cold and"
+            " the warm pair (containers' share of the CPU against host processes)",
+            ", ".join(f"{host:.2f} s / {inside:.2f} s" for host, inside in probes),
+        ),
+        ("host load average (1 min) at the end", f"{os.getloadavg()[0]:.1f}"),
     ]
 
 

@@ -195,3 +195,30 @@ def test_native_job_gives_pip_the_cache_folder_it_is_handed(
     assert [cache for _, cache in seen] == [str(tmp_path / "pip-cache")] * 4
     assert [what for what, _ in seen] == ["venv", "pip", "pip", "pytest"]
     assert (tmp_path / "copy" / "pyproject.toml").is_file()
+
+
+def test_cpu_probe_times_the_same_loop_on_the_host_and_in_the_runner_image(
+    make_config: Any, fake_run: FakeRun
+) -> None:
+    config = make_config()
+    fake_run.on("docker", "run", returncode=0, stdout="2.5\n")
+    host, inside = bench.cpu_probe(config)
+    assert inside == 2.5
+    assert 0 < host < 60  # the real loop ran here
+    (call,) = fake_run.calls
+    assert call.argv[call.argv.index("--entrypoint") + 1 :] == [
+        "python3",
+        config.runner_image,
+        "-c",
+        bench.CPU_PROBE,
+    ]
+    assert "--rm" in call.argv and "--network" in call.argv
+
+
+def test_cpu_probe_failing_in_the_container_is_one_clear_error(
+    make_config: Any, fake_run: FakeRun
+) -> None:
+    config = make_config()
+    fake_run.on("docker", "run", returncode=125, stderr="no such image")
+    with pytest.raises(CiparityError, match=f"the CPU probe failed in {config.runner_image}"):
+        bench.cpu_probe(config)
