@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -339,14 +340,21 @@ def _act_job(repo: Path, text: str, name: str, env: dict[str, str]) -> JobRun:
     return JobRun(seconds, code, step_times(log), saved_cache_sizes(log))
 
 
+def shared_actions_source(config: Config, environ: Mapping[str, str]) -> Path:
+    """The bare mirrors of the published actions: CIPARITY_SHARED_ACTIONS, else the copy
+    .ci/setup keeps in reports/.shared-actions, else ../shared/actions beside the checkout."""
+    if environ.get("CIPARITY_SHARED_ACTIONS"):
+        return Path(environ["CIPARITY_SHARED_ACTIONS"])
+    copy = config.reports_dir / ".shared-actions"
+    return copy if copy.is_dir() else config.root.parent / "shared" / "actions"
+
+
 def setup_python_rows(config: Config) -> list[tuple[str, str]]:
     """The real setup-python@v5 step under act-ci on the ordinary fixture workflow: a tool-cache
     lookup alone, then with `cache: pip` cold (empty cache) and warm (restored); the whole test
     job cold and warm, each followed by the same steps natively with pip's cache in the same
     state (empty, then what the first native run left), and act's floor on a one-step job."""
-    source = Path(
-        os.environ.get("CIPARITY_SHARED_ACTIONS") or config.root.parent / "shared" / "actions"
-    )
+    source = shared_actions_source(config, os.environ)
     fixture = config.root / REAL_FIXTURE
     if not source.is_dir() or not fixture.is_dir():
         return [("setup-python step", f"not measured: no real actions at {source}")]

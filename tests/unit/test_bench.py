@@ -222,3 +222,15 @@ def test_cpu_probe_failing_in_the_container_is_one_clear_error(
     fake_run.on("docker", "run", returncode=125, stderr="no such image")
     with pytest.raises(CiparityError, match=f"the CPU probe failed in {config.runner_image}"):
         bench.cpu_probe(config)
+
+
+def test_shared_actions_source_prefers_the_setting_then_the_setup_copy(
+    make_config: Any, tmp_path: Path
+) -> None:
+    config = make_config()
+    beside = config.root.parent / "shared" / "actions"
+    assert bench.shared_actions_source(config, {}) == beside
+    (config.reports_dir / ".shared-actions").mkdir(parents=True)
+    assert bench.shared_actions_source(config, {}) == config.reports_dir / ".shared-actions"
+    chosen = {"CIPARITY_SHARED_ACTIONS": str(tmp_path / "mine")}
+    assert bench.shared_actions_source(config, chosen) == tmp_path / "mine"
