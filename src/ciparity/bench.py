@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -216,19 +217,76 @@ def saved_gzip_bytes(docker: str, ref: str) -> int:
 
 REAL_FIXTURE = Path("tests") / "fixtures" / "real_python"
 SETUP_PYTHON = "actions/setup-python@v5"
+# The fixture's steps that the native run repeats; the job's other steps are GitHub's plumbing.
+WORK_STEPS = ("install", "test")
+# act's floor per job: the fixture's workflow reduced to one step that does nothing.
+EMPTY_JOB = """name: real-python
+on: [push, pull_request]
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    steps:
+      - run: "true"
+"""
 
 
-def _step_seconds(log: Path, step: str, stage: str = "Main") -> float | None:
-    """act's own duration of one step, from its JSON log."""
+# A CPU-bound loop, timed by itself: run on the host and in a runner-image container at the same
+# moment, it shows how much CPU containers get against host processes on this engine right now.
+CPU_PROBE = (
+    "import time; s = time.perf_counter(); sum(i * i for i in range(2_000_000));"
+    " print(time.perf_counter() - s)"
+)
+
+
+def cpu_probe(config: Config) -> tuple[float, float]:
+    """Seconds of the same CPU-bound loop on the host and in a job container (runner image)."""
+    # Argv list.
+    host = subprocess.run(  # nosec B603
+        [sys.executable, "-c", CPU_PROBE], capture_output=True, text=True, check=True
+    )
+    argv = [config.docker, "run", "--rm", "--label", "ciparity.managed=1", "--network", "none"]
+    inside = proc.run([*argv, "--entrypoint", "python3", config.runner_image, "-c", CPU_PROBE])
+    if not inside.ok:
+        raise CiparityError(f"the CPU probe failed in {config.runner_image}: {inside.stderr}")
+    return float(host.stdout), float(inside.stdout)
+
+
+def _log_entries(log: Path) -> list[dict[str, object]]:
+    entries = []
     for line in log.read_text(encoding="utf-8").splitlines():
         try:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and entry.get("step") == step and entry.get("stepResult"):
-            if entry.get("stage") == stage:
-                return float(entry.get("executionTime", 0)) / 1e9
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
+def step_times(log: Path) -> list[tuple[str, str, float]]:
+    """(stage, step, seconds) of every step act finished, in order, from its JSON log."""
+    return [
+        (str(e.get("stage")), str(e.get("step")), float(str(e.get("executionTime", 0))) / 1e9)
+        for e in _log_entries(log)
+        if e.get("stepResult") and e.get("stage") in ("Pre", "Main", "Post")
+    ]
+
+
+def _step_seconds(log: Path, step: str, stage: str = "Main") -> float | None:
+    """act's own duration of one step (its first run), from its JSON log."""
+    for at, name, seconds in step_times(log):
+        if name == step and at == stage:
+            return seconds
     return None
+
+
+def saved_cache_sizes(log: Path) -> list[str]:
+    """What the cache-saving post steps said they saved ("~0 MB (210 B)"), in order."""
+    return [
+        str(e["msg"]).split("Cache Size:", 1)[1].strip()
+        for e in _log_entries(log)
+        if e.get("stage") == "Post" and "Cache Size:" in str(e.get("msg", ""))
+    ]
 
 
 def real_action_trees(source: Path, dest: Path) -> dict[str, Path]:
@@ -250,18 +308,62 @@ def real_action_trees(source: Path, dest: Path) -> dict[str, Path]:
     return trees
 
 
+@dataclasses.dataclass(frozen=True)
+class JobRun:
+    """One `invoke act-ci --job test` on the fixture: wall seconds, exit code, act's log."""
+
+    seconds: float
+    code: int
+    steps: list[tuple[str, str, float]]
+    saved: list[str]
+
+    def work(self) -> float:
+        """Seconds of the steps the native run repeats (pip and pytest)."""
+        return sum(s for stage, name, s in self.steps if stage == "Main" and name in WORK_STEPS)
+
+    def slowest(self, count: int = 4) -> str:
+        """The other steps taking longest, as `stage step seconds` text."""
+        others = [t for t in self.steps if t[1] not in WORK_STEPS]
+        top = sorted(others, key=lambda t: -t[2])[:count]
+        return ", ".join(f"{stage} {name} {s:.1f}" for stage, name, s in top)
+
+
+def _act_job(repo: Path, text: str, name: str, env: dict[str, str]) -> JobRun:
+    (repo / ".github" / "workflows" / "ci.yml").write_text(text, encoding="utf-8")
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", name]):
+        proc.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *argv], cwd=repo)
+    invoke = [sys.executable, "-m", "invoke", "act-ci", "--job", "test"]
+    seconds, code = _timed(invoke, repo, env)
+    log = repo / "reports" / "act" / "act.log.jsonl"
+    if not log.is_file():
+        return JobRun(seconds, code, [], [])
+    return JobRun(seconds, code, step_times(log), saved_cache_sizes(log))
+
+
+def shared_actions_source(config: Config, environ: Mapping[str, str]) -> Path:
+    """The bare mirrors of the published actions: CIPARITY_SHARED_ACTIONS, else the copy
+    .ci/setup keeps in reports/.shared-actions, else ../shared/actions beside the checkout."""
+    if environ.get("CIPARITY_SHARED_ACTIONS"):
+        return Path(environ["CIPARITY_SHARED_ACTIONS"])
+    copy = config.reports_dir / ".shared-actions"
+    return copy if copy.is_dir() else config.root.parent / "shared" / "actions"
+
+
 def setup_python_rows(config: Config) -> list[tuple[str, str]]:
     """The real setup-python@v5 step under act-ci on the ordinary fixture workflow: a tool-cache
-    lookup alone, then with `cache: pip` cold (empty cache) and warm (restored)."""
-    source = Path(
-        os.environ.get("CIPARITY_SHARED_ACTIONS") or config.root.parent / "shared" / "actions"
-    )
+    lookup alone, then with `cache: pip` cold (empty cache) and warm (restored); the whole test
+    job cold and warm, each followed by the same steps natively with pip's cache in the same
+    state (empty, then what the first native run left), and act's floor on a one-step job."""
+    source = shared_actions_source(config, os.environ)
     fixture = config.root / REAL_FIXTURE
     if not source.is_dir() or not fixture.is_dir():
         return [("setup-python step", f"not measured: no real actions at {source}")]
     work = config.reports_dir / ".bench-act"
     shutil.rmtree(work, ignore_errors=True)
     rows = []
+    runs: dict[str, JobRun] = {}
+    natives: dict[str, tuple[dict[str, float], int]] = {}
+    probes: list[tuple[float, float]] = []
     try:
         trees = real_action_trees(source, work / "actions")
         repo = work / "real_python"
@@ -270,68 +372,120 @@ def setup_python_rows(config: Config) -> list[tuple[str, str]]:
         lines += ["--action-offline-mode"]
         lines += [f"--local-repository {key}={tree}" for key, tree in trees.items()]
         (repo / ".actrc").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        workflow = repo / ".github" / "workflows" / "ci.yml"
-        with_cache = workflow.read_text(encoding="utf-8")
+        with_cache = (repo / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8")
         env = {**os.environ, "CIPARITY_DEBUG": "", "XDG_CACHE_HOME": str(work / "xdg")}
         env["CIPARITY_RUNNER_IMAGE"] = config.runner_image
         # The actions come from .actrc: no probe of GitHub for the (empty) action mirror.
         env["CIPARITY_OFFLINE"] = "on"
-        invoke = [sys.executable, "-m", "invoke", "act-ci", "--job", "test"]
-        whole: dict[str, float] = {}
+        pip_cache = work / "native-pip-cache"
         for name, text in (
+            ("empty", EMPTY_JOB),
             ("tool-cache lookup only (no `cache:`)", with_cache.replace("cache: pip", "")),
-            ("with `cache: pip`, cold", with_cache),
-            ("with `cache: pip`, warm (restored)", with_cache),
+            ("cold", with_cache),
+            ("warm", with_cache),
         ):
-            workflow.write_text(text, encoding="utf-8")
-            for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", name]):
-                proc.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *argv], cwd=repo)
-            seconds, code = _timed(invoke, repo, env)
-            whole[name] = seconds
-            step = _step_seconds(repo / "reports" / "act" / "act.log.jsonl", SETUP_PYTHON)
+            runs[name] = _act_job(repo, text, name, env)
+            if name in ("cold", "warm"):  # the same steps natively, pip's cache alike
+                natives[name] = _native_job(fixture, work / f"native-{name}", pip_cache)
+                probes.append(cpu_probe(config))
+                label = f"with `cache: pip`, {name}" + (" (restored)" if name == "warm" else "")
+            elif name == "empty":
+                continue
+            else:
+                label = name
+            run = runs[name]
+            step = next((s for st, n, s in run.steps if n == SETUP_PYTHON and st == "Main"), None)
             value = f"{step:.1f} s" if step is not None else "-"
-            rows.append((f"setup-python@v5 step, {name} (act-ci exit {code})", value))
-        native, native_code = _native_job(fixture, work / "native")
+            rows.append((f"setup-python@v5 step, {label} (act-ci exit {run.code})", value))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    cold, warm = whole["with `cache: pip`, cold"], whole["with `cache: pip`, warm (restored)"]
-    rows += [
+    return rows + _job_rows(config, runs, natives, probes)
+
+
+def _job_rows(
+    config: Config,
+    runs: dict[str, JobRun],
+    natives: dict[str, tuple[dict[str, float], int]],
+    probes: list[tuple[float, float]],
+) -> list[tuple[str, str]]:
+    cold, warm, empty = runs["cold"], runs["warm"], runs["empty"]
+    native = {name: sum(parts.values()) for name, (parts, _) in natives.items()}
+    native_work = {name: parts["pip"] + parts["pytest"] for name, (parts, _) in natives.items()}
+    codes = sorted({code for _, code in natives.values()})
+    driver = proc.run([config.docker, "info", "--format", "{{.Driver}}"]).stdout.strip()
+    return [
+        (
+            f"act-ci on a one-step job (`run: true`; exit {empty.code}): act's floor",
+            f"{empty.seconds:.1f} s",
+        ),
         (
             "ordinary workflow's test job, `invoke act-ci`, cold / warm",
-            f"{cold:.1f} s / {warm:.1f} s",
+            f"{cold.seconds:.1f} s / {warm.seconds:.1f} s",
+        ),
+        (
+            "  its `install` + `test` steps (act's step times), cold / warm",
+            f"{cold.work():.1f} s / {warm.work():.1f} s",
+        ),
+        (
+            "  the rest (job container, checkout, setup-python, cache, artifacts, post steps)",
+            f"{cold.seconds - cold.work():.1f} s / {warm.seconds - warm.work():.1f} s",
+        ),
+        ("  slowest other steps, warm (s)", warm.slowest()),
+        (
+            "  pip cache setup-python saved, cold / warm run",
+            f"{' + '.join(cold.saved) or '-'} / {' + '.join(warm.saved) or '-'}",
         ),
         (
             "the same steps natively (venv, pip upgrade, pip install -e . pytest, pytest;"
-            f" exit {native_code})",
-            f"{native:.1f} s",
+            f" exit {codes}), pip cache empty / as the first run left it",
+            f"{native['cold']:.1f} s / {native['warm']:.1f} s"
+            f" (pip + pytest {native_work['cold']:.1f} s / {native_work['warm']:.1f} s)",
         ),
-        ("ratio act-ci / native, warm (cold)", f"{warm / native:.2f}x ({cold / native:.2f}x)"),
+        (
+            "ratio act-ci / native, warm (cold)",
+            f"{warm.seconds / native['warm']:.2f}x ({cold.seconds / native['cold']:.2f}x)",
+        ),
+        (
+            "ratio of the `install` + `test` steps alone / native pip + pytest, warm (cold)",
+            f"{warm.work() / native_work['warm']:.2f}x ({cold.work() / native_work['cold']:.2f}x)",
+        ),
+        ("docker storage driver (the job container's file system)", driver or "-"),
+        (
+            "the same CPU-bound loop on the host / in a job container, after the cold and"
+            " the warm pair (containers' share of the CPU against host processes)",
+            ", ".join(f"{host:.2f} s / {inside:.2f} s" for host, inside in probes),
+        ),
+        ("host load average (1 min) at the end", f"{os.getloadavg()[0]:.1f}"),
     ]
-    return rows
 
 
-def _quiet(argv: list[str], cwd: Path) -> int:
+def _quiet(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> int:
     return subprocess.call(  # nosec B603
-        argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
 
 
-def _native_job(fixture: Path, dest: Path) -> tuple[float, int]:
+def _native_job(fixture: Path, dest: Path, pip_cache: Path) -> tuple[dict[str, float], int]:
     """The ordinary workflow's test job run natively on this host: a fresh venv of this Python,
-    the job's two pip steps (pip's own cache warm, as act-ci's warm run), pytest."""
+    the job's two pip steps, pytest; pip's cache is `pip_cache` (empty on the first call, as the
+    job's is on its cold run; what the first call left on the next, as the job's warm run).
+    Seconds per part (venv, pip, pytest) and the worst exit code."""
     shutil.copytree(fixture, dest)
     python = dest / ".venv" / "bin" / "python"
-    started = time.monotonic()
+    env = {**os.environ, "PIP_CACHE_DIR": str(pip_cache)}
+    parts: dict[str, float] = {}
     codes = []
-    for argv in (
-        [sys.executable, "-m", "venv", str(dest / ".venv")],
-        [str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"],
-        [str(python), "-m", "pip", "install", "-q", "-e", ".", "pytest"],
-        [str(python), "-m", "pytest", "-q"],
+    for part, argv in (
+        ("venv", [sys.executable, "-m", "venv", str(dest / ".venv")]),
+        ("pip", [str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"]),
+        ("pip", [str(python), "-m", "pip", "install", "-q", "-e", ".", "pytest"]),
+        ("pytest", [str(python), "-m", "pytest", "-q"]),
     ):
+        started = time.monotonic()
         # Argv list.
-        codes.append(_quiet(argv, dest))
-    return time.monotonic() - started, max(codes)
+        codes.append(_quiet(argv, dest, env))
+        parts[part] = parts.get(part, 0.0) + time.monotonic() - started
+    return parts, max(codes)
 
 
 RUNNER_ROUNDS = 5
