@@ -298,7 +298,8 @@ class Compact:
         grid.add_column(no_wrap=True, overflow="ellipsis")
         grid.add_column(no_wrap=True, justify="right")
         now = self.clock()
-        for job in self.jobs.values():
+        # A copy: rich's refresh thread calls this while the reader adds jobs.
+        for job in list(self.jobs.values()):
             if job.current is not None:
                 step = job.current
                 grid.add_row(f"[{job.name}]", step.name, f"{now - step.since:.0f} s")
