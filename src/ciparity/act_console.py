@@ -33,6 +33,8 @@ JSON_LOG = "act.log.jsonl"
 TEXT_LOG = "act.log"
 # The width of the result column, so the step names of one job line up.
 RESULT_WIDTH = 7
+# How act announces a step: "\u2b50 Run STAGE NAME" (no stage for Set up job / Complete job).
+RUN = "\u2b50 Run "
 # A line of a failed step's output that names the problem, preferred for the job table.
 _ERROR = re.compile(r"error|exception|fatal|denied|fail|not found|no such|traceback", re.I)
 # Lines that mention failure without saying what failed: pytest's rules, act's own exit line.
@@ -93,6 +95,17 @@ def last_error(output: Sequence[str], fallback: str = "") -> str:
     return lines[-1] if lines else fallback
 
 
+def _step_name(msg: str, stage: str, step: str, inner: bool) -> str:
+    """A step's name from act's `Run` line, which names a composite action's own steps too (their
+    `step` field is the composite's); stage-prefixed unless Main, inner steps indented."""
+    if msg.startswith(RUN):
+        name = msg[len(RUN) :].strip()
+        name = name.removeprefix("Main ") if stage == "Main" else name
+    else:
+        name = f"{stage} {step}" if stage and stage != "Main" else step
+    return f"  {name}" if inner else name
+
+
 @dataclass
 class _Step:
     name: str
@@ -100,6 +113,7 @@ class _Step:
     since: float  # this process's clock, for the live status line
     output: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    announced: bool = False
 
 
 @dataclass
@@ -108,7 +122,7 @@ class _Job:
     started: datetime | None
     lines: list[str] = field(default_factory=list)
     steps: dict[tuple[str, ...], _Step] = field(default_factory=dict)
-    current: _Step | None = None
+    running: list[_Step] = field(default_factory=list)  # the innermost last
     failed: tuple[str, ...] | None = None
 
 
@@ -205,12 +219,17 @@ class Compact:
         ids = entry.get("stepID") or entry.get("stepid") or []
         skey = (stage, *(str(i) for i in ids)) if isinstance(ids, list) else (stage, str(ids))
         msg = str(entry.get("msg", ""))
-        if skey not in job.steps:
-            label = f"{stage} {step}" if stage and stage != "Main" else str(step)
-            job.steps[skey] = job.current = _Step(label, when, self.clock())
-            self._plain(job, "start", job.current.name)
+        inner = len(skey) > 2
+        current = job.steps.get(skey)
+        if current is None:
+            # act may log about a step (resolving its action) before it runs, or never run it.
+            current = job.steps[skey] = _Step(_step_name("", stage, str(step), inner), when, 0.0)
+        if not current.announced and (msg.startswith(RUN) or entry.get("stepResult")):
+            current.name = _step_name(msg, stage, str(step), inner)
+            current.started, current.since, current.announced = when, self.clock(), True
+            job.running.append(current)
+            self._plain(job, "start", current.name)
             self._redraw()
-        current = job.steps[skey]
         if entry.get("stepResult"):
             self._step_end(key, job, skey, current, entry, when)
         elif entry.get("raw_output"):
@@ -239,8 +258,8 @@ class Compact:
         else:
             seconds = 0.0
         self._print(self._line(job, result, f"{step.name} ({seconds:.1f} s)"))
-        if job.current is step:
-            job.current = None
+        if step in job.running:
+            job.running.remove(step)
             self._redraw()
         if result == "failure":
             job.failed = skey
@@ -255,7 +274,7 @@ class Compact:
             result = self.result_of(job.lines) or result
         seconds = (when - job.started).total_seconds() if when and job.started else 0.0
         self._print(self._line(job, "job", f"{result} ({seconds:.1f} s)", result))
-        job.current = None
+        job.running.clear()
         self._redraw()
         if result == "success":
             # A failed step whose job still succeeded (continue-on-error) is no failure.
@@ -300,8 +319,8 @@ class Compact:
         now = self.clock()
         # A copy: rich's refresh thread calls this while the reader adds jobs.
         for job in list(self.jobs.values()):
-            if job.current is not None:
-                step = job.current
+            if job.running:
+                step = job.running[-1]
                 grid.add_row(f"[{job.name}]", step.name, f"{now - step.since:.0f} s")
         return grid
 

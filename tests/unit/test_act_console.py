@@ -287,3 +287,30 @@ def test_live_view_on_a_pseudo_terminal(tmp_path: Path) -> None:
     # Stopped: the status lines are erased and nothing but what follows is printed after them.
     assert ANSI.sub("", raw.rsplit("\x1b[2K", 1)[1]).strip() == "child done", raw[-300:]
     assert (tmp_path / "act" / "act.log.jsonl").read_text(encoding="utf-8") == "".join(RECORDED)
+
+
+def test_a_composite_actions_own_steps_are_named_and_indented() -> None:
+    """Recorded from this repository's build-ci-image job: act logs a composite action's steps
+    with the composite's `step` field, and names them only in its `Run` line; steps skipped by
+    their `if:` (act logs only about resolving their action) get no line."""
+    lines = (LOGS / "composite.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    text, view = _render(lines)
+    setup = "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065"
+    steps = text.splitlines()
+    assert steps[8:20] == [
+        "[build-ci-image] start   ./.github/actions/ci-image",
+        f"[build-ci-image] start     {setup}",
+        f"[build-ci-image] start     skipped: {setup} not available offline",
+        f"[build-ci-image] success   skipped: {setup} not available offline (1.2 s)",
+        f"[build-ci-image] success   {setup} (4.1 s)",
+        "[build-ci-image] start     python3 -m pip install --quiet -r requirements.txt",
+        "[build-ci-image] success   python3 -m pip install --quiet -r requirements.txt (19.5 s)",
+        "[build-ci-image] start     python3 -m invoke build",
+        "[build-ci-image] success   python3 -m invoke build (37.2 s)",
+        "[build-ci-image] success ./.github/actions/ci-image (64.7 s)",
+        "[build-ci-image] start   Post ./.github/actions/ci-image",
+        f"[build-ci-image] start     Post {setup}",
+    ]
+    assert not any(line.startswith("[build-ci-image] start     docker/") for line in steps)
+    assert text.splitlines()[-1] == "[build-ci-image] job     success (76.0 s)"
+    assert view.failures == {}
