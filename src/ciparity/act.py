@@ -474,7 +474,8 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
         _copy_reports(snap, config.reports_dir / "act")
         act_env.collect_artifacts(host, config.reports_dir / "act" / "artifacts")
         if not result.ok and not any(r.result == "failure" for r in rows):
-            raise CiparityError(f"act failed: {_act_error(result.stdout)}")
+            where = act_console.where(config.reports_dir / "act")
+            raise CiparityError(f"act failed: {_act_error(result.stdout)}; {where}")
         if any(r.result == "failure" for r in rows):
             # Kept for `invoke shell --job J`: the failed job's workspace as its steps left it.
             remove_snapshot(config, last_failed(workdir))

@@ -377,8 +377,12 @@ def session(
         tee = _Tee(raw, text, view)
         try:
             yield tee
-        finally:
+        except BaseException:
+            # Interrupted or broken off: the log so far is still the place to look.
             tee.close()
+            print(f"ciparity: {where(folder)}", file=sys.stderr, flush=True)
+            raise
+        tee.close()
 
 
 def where(folder: Path, cwd: Path | None = None) -> str:

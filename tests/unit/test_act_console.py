@@ -196,6 +196,19 @@ def test_session_writes_the_full_log_both_ways(tmp_path: Path, verbose: bool) ->
     assert bool(view.failures) is not verbose
 
 
+def test_a_session_broken_off_still_says_where_the_log_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        with act_console.session(tmp_path / "act", out=out) as view:
+            view.write(RECORDED[1])
+            raise KeyboardInterrupt
+    assert capsys.readouterr().err == f"ciparity: {act_console.where(tmp_path / 'act')}\n"
+    assert (tmp_path / "act" / "act.log.jsonl").read_text(encoding="utf-8") == RECORDED[1]
+    assert out.getvalue() == "[fails] start   Set up job\n"
+
+
 def test_live_only_on_a_terminal_that_can_redraw() -> None:
     class Tty(io.StringIO):
         def isatty(self) -> bool:
