@@ -25,11 +25,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import IO
 
 import yaml
 
-from ciparity import act_env, act_plan, actions_mirror, console, container, gitsnap, proc
+from ciparity import (
+    act_console,
+    act_env,
+    act_plan,
+    actions_mirror,
+    console,
+    container,
+    gitsnap,
+    proc,
+)
 from ciparity.config import Config
 from ciparity.errors import CiparityError, ConfigError, DockerError
 from ciparity.ownership import RUN, Owner
@@ -71,6 +79,8 @@ class Options:
     # machine lacks, an action not available offline) fails the run.
     strict: bool = False
     ref: str = ""
+    # Every line of act's log instead of the compact view.
+    verbose: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,7 @@ class JobRow:
     job_id: str = field(default="", compare=False)
     matrix: Mapping[str, object] = field(default_factory=dict, compare=False)
     key: str = field(default="", compare=False)  # act's `job`: unique per matrix entry
+    failure: str = field(default="", compare=False)  # 'STEP: REASON' of a failed job
 
 
 def find_act() -> str:
@@ -217,6 +228,24 @@ def parse_log(lines: Iterable[str]) -> list[JobRow]:
             )
         )
     return rows
+
+
+def _namer(plan: act_plan.Plan) -> act_console.Namer:
+    """Names for the console, as the job table gives them."""
+
+    def name(job_id: str, matrix: Mapping[str, object]) -> str:
+        for entry in plan.entries:
+            if entry.job == job_id and _same_matrix(entry.matrix, matrix):
+                return plan.display(entry)
+        return act_plan.Entry("", job_id, matrix).name
+
+    return name
+
+
+def _result(lines: Sequence[str]) -> str:
+    """One job's result from its own log lines, as the job table reads it ('' if unknown)."""
+    rows = parse_log(lines)
+    return rows[0].result if rows else ""
 
 
 def _same_matrix(a: Mapping[str, object], b: Mapping[str, object]) -> bool:
@@ -429,21 +458,24 @@ def run(config: Config, options: Options, workdir: Path) -> list[JobRow]:
         env = {**os.environ, "ACT_DISABLE_VERSION_CHECK": "1"}
         names = ", ".join(p.name for p in paths)
         console.step(f"act {options.event} on {names} (snapshot {snap})")
-        log = config.reports_dir / "act" / "act.log.jsonl"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("w", encoding="utf-8") as handle:
+        with act_console.session(
+            config.reports_dir / "act", options.verbose, name=_namer(plan), result_of=_result
+        ) as view:
             # From the plan folder, which has no .actrc: act would read one in its current folder
             # before our arguments, and the repository's .actrc is already among them.
-            result = proc.run(argv, cwd=planned, env=env, tee=_JobPrinter(handle))
+            result = proc.run(argv, cwd=planned, env=env, tee=view)
         skipped = actions_mirror.skipped_steps(result.stdout.splitlines())
         rows = [
-            dataclasses.replace(r, skipped=tuple(skipped.get(r.key, ())))
+            dataclasses.replace(
+                r, skipped=tuple(skipped.get(r.key, ())), failure=view.failures.get(r.key, "")
+            )
             for r in parse_log(result.stdout.splitlines())
         ]
         _copy_reports(snap, config.reports_dir / "act")
         act_env.collect_artifacts(host, config.reports_dir / "act" / "artifacts")
         if not result.ok and not any(r.result == "failure" for r in rows):
-            raise CiparityError(f"act failed: {_act_error(result.stdout)}")
+            where = act_console.where(config.reports_dir / "act")
+            raise CiparityError(f"act failed: {_act_error(result.stdout)}; {where}")
         if any(r.result == "failure" for r in rows):
             # Kept for `invoke shell --job J`: the failed job's workspace as its steps left it.
             remove_snapshot(config, last_failed(workdir))
@@ -701,36 +733,15 @@ def _copy_reports(snap: Path, dest: Path) -> None:
         shutil.copytree(source, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
 
 
-class _JobPrinter:
-    """A `tee` target: keeps act's raw JSON log in a file and prints each line readably."""
-
-    def __init__(self, handle: IO[str]) -> None:
-        self.handle = handle
-
-    def write(self, line: str) -> int:
-        self.handle.write(line)
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            print(line, end="", flush=True)
-            return len(line)
-        if isinstance(entry, dict):
-            msg = str(entry.get("msg", "")).rstrip("\n")
-            job = entry.get("jobID") or "act"
-            print(f"[{job}] {msg}", flush=True)
-        return len(line)
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-
 def rows_table(rows: Sequence[JobRow]) -> list[console.Row]:
-    """The job table's rows; a job that ran stand-ins says which steps it skipped."""
+    """The job table's rows; a job that ran stand-ins says which steps it skipped, a failed one
+    which step failed and why (its detail)."""
     return [
         console.Row(
             r.job,
             ", ".join(filter(None, (r.result, actions_mirror.skip_note(r.skipped)))),
             r.seconds,
+            r.failure,
         )
         for r in rows
     ]

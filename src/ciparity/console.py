@@ -102,11 +102,17 @@ def reports_summary(reports: Path) -> str:
     return "".join(line + "\n\n" for line in lines)
 
 
-def summary(title: str, rows: Sequence[Row], out: IO[str] | None = None, extra: str = "") -> None:
+def summary(
+    title: str, rows: Sequence[Row], out: IO[str] | None = None, extra: str = "", detail: str = ""
+) -> None:
     """Print the end-of-run table; inside GitHub Actions also append it (and `extra`, Markdown)
-    to the job summary."""
-    headers = ("check", "result", "seconds")
-    cells = [(r.name, r.result, f"{r.seconds:.1f}") for r in rows]
+    to the job summary. With `detail` (its header), the rows' details are a fourth column,
+    shown when any row has one."""
+    headers: tuple[str, ...] = ("check", "result", "seconds")
+    cells: list[tuple[str, ...]] = [(r.name, r.result, f"{r.seconds:.1f}") for r in rows]
+    if detail and any(r.detail for r in rows):
+        headers += (detail,)
+        cells = [(*cell, r.detail) for cell, r in zip(cells, rows)]
     print("\n" + format_table(headers, cells), file=out or sys.stdout, flush=True)
     path = os.environ.get("GITHUB_STEP_SUMMARY")
     if path and in_github_actions():

@@ -389,6 +389,7 @@ def build_runner(c: Context) -> None:
         "strict": "fail if a job, matrix entry or step is skipped because it cannot run here"
         " (a runner or Python this machine lacks, an action not available offline)",
         "ref": "the ref the push sends (refs/heads/B, refs/tags/T; default: the current branch)",
+        "verbose": "print every line of act's log instead of the compact view",
     }
 )
 def act_ci(
@@ -401,12 +402,13 @@ def act_ci(
     include_untracked: bool = False,
     strict: bool = False,
     ref: str = "",
+    verbose: bool = False,
 ) -> None:
     """Run the real GitHub Actions workflows offline through act, in the same images."""
-    from ciparity import act
+    from ciparity import act, act_console
 
     config = _config(require_python=False)
-    options = act.Options(workflow, job, event, include_untracked, dry_run, strict, ref)
+    options = act.Options(workflow, job, event, include_untracked, dry_run, strict, ref, verbose)
     paths = act.validate(config.root, options)
     act.config_args(config)  # a malformed .actrc is refused before anything is built
     if list:
@@ -424,7 +426,9 @@ def act_ci(
     table = act.rows_table(rows)
     table.append(console.Row("total", "", time.monotonic() - started))
     names = ", ".join(p.name for p in paths)
-    console.summary(f"act {options.event} {names}", table)
+    console.summary(f"act {options.event} {names}", table, detail="failed step: reason")
+    if any(not r.result.startswith("skipped") for r in rows):
+        print(act_console.where(config.reports_dir / "act"), flush=True)
     failed = act.failures(rows, options.strict)
     if failed or all(r.result.startswith("skipped") for r in rows):
         why = ", ".join(failed) or f"no job ran here ({len(rows)} skipped)"

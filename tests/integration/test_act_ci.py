@@ -35,10 +35,12 @@ def test_broken_fails_at_the_expected_step_and_fixed_passes(fixture: str, shared
 
     broken = invoke(["act-ci", "--job", "broken"], repo)
     assert broken.returncode == 1, broken.stdout + broken.stderr
-    failing = [line for line in broken.stdout.splitlines() if line.startswith("[broken]")]
-    text = "\n".join(failing)
-    assert error in text, text
-    assert f"Failure - Main {step}" in text, text
+    lines = broken.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"[broken] failure {step} ("))
+    output = [line for line in lines[at + 1 :] if line.startswith("[broken]   | ")]
+    assert any(error in line for line in output), broken.stdout
+    table = next(line for line in lines if line.startswith("broken "))
+    assert table.split()[1] == "failure" and f"{step}: " in table and error in table, table
     assert broken.stderr.strip().splitlines()[-1] == "ciparity: act-ci failed: broken"
 
     fixed = invoke(["act-ci", "--job", "fixed"], repo)
@@ -121,8 +123,59 @@ def test_a_self_hosted_job_runs_in_the_self_hosted_image(shared_dir: Path) -> No
     _git_repo(repo)
     done = invoke(["act-ci", "--job", "on-our-runner"], repo)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "agent: /home/runner/run.sh as 1001:1001 groups" in done.stdout
+    log = (repo / "reports" / "act" / "act.log").read_text(encoding="utf-8")
+    assert "agent: /home/runner/run.sh as 1001:1001 groups" in log
     assert any(
         line.split()[:2] == ["on-our-runner", "success"] for line in done.stdout.splitlines()
     )
+    assert managed(repo) == []
+
+
+def test_the_default_console_is_compact_and_the_full_log_is_kept(shared_dir: Path) -> None:
+    """Two jobs in parallel and a matrix: a line as each step starts and ends, the failing
+    step's own output under its line, the job table naming the failed step and its error, and
+    the end naming the full log, which holds everything --verbose prints."""
+    repo = copy_fixture("act_console", shared_dir)
+    _git_repo(repo)
+    done = invoke(["act-ci"], repo)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    for line in (
+        "[passes] start   greet",
+        "[fails] start   run the tests",
+        "[matrix (1)] start   entry",
+        "[matrix (2)] start   entry",
+    ):
+        assert line in lines, done.stdout
+    ends = [line.rpartition(" (")[0] for line in lines if line.startswith("[passes] success ")]
+    assert ends == [
+        "[passes] success Set up job",
+        "[passes] success actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683",
+        "[passes] success greet",
+        "[passes] success count",
+        "[passes] success Complete job",
+    ], done.stdout
+    at = next(i for i, line in enumerate(lines) if line.startswith("[fails] failure run the tests"))
+    output = {line for line in lines[at + 1 : at + 6] if line.startswith("[fails]   | ")}
+    assert output >= {
+        "[fails]   | collected 2 items",
+        "[fails]   | test_one PASSED",
+        "[fails]   | E   AssertionError: expected 2, got 3",
+    }, done.stdout
+    # Successful steps' output and act's own docker calls are only in the full log.
+    assert "hello from passes" not in done.stdout and "docker exec" not in done.stdout
+    assert "unreachable" not in done.stdout
+    row = next(line for line in lines if line.startswith("fails "))
+    assert row.split()[1] == "failure", row
+    assert row.endswith("run the tests: E   AssertionError: expected 2, got 3"), row
+    assert lines[-1] == (
+        "full log: reports/act/act.log (act's JSON: reports/act/act.log.jsonl)"
+    ), done.stdout
+    log = (repo / "reports" / "act" / "act.log").read_text(encoding="utf-8")
+    assert "[passes] hello from passes" in log and "docker exec" in log
+
+    verbose = invoke(["act-ci", "--verbose", "--job", "passes"], repo)
+    assert verbose.returncode == 0, verbose.stdout + verbose.stderr
+    assert "[passes] hello from passes" in verbose.stdout.splitlines()
+    assert "[passes] start   greet" not in verbose.stdout
     assert managed(repo) == []

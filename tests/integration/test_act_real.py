@@ -55,7 +55,7 @@ def test_ordinary_workflow_with_real_setup_python_cache_and_artifacts(shared_dir
     # act's shared tool-cache volume, already there (and stale: Docker seeds only new volumes).
     subprocess.run(["docker", "volume", "create", "act-toolcache"], check=True, capture_output=True)
 
-    first = invoke(["act-ci"], repo, env=env)
+    first = invoke(["act-ci", "--verbose"], repo, env=env)
     assert first.returncode == 0, first.stdout[-6000:] + first.stderr
     test = _lines(first.stdout, "test")
     assert "  ✅  Success - Main actions/setup-python@v5" in "\n".join(test)
@@ -81,7 +81,7 @@ def test_ordinary_workflow_with_real_setup_python_cache_and_artifacts(shared_dir
     cache = shared_dir / "xdg" / "ciparity" / "act-cache"
     assert [p.name for p in cache.iterdir()][0].startswith("real_python-")
 
-    second = invoke(["act-ci"], repo, env=env)
+    second = invoke(["act-ci", "--verbose"], repo, env=env)
     assert second.returncode == 0, second.stdout[-6000:] + second.stderr
     test = _lines(second.stdout, "test")
     # Both report a hit: act's server lowercases keys, the relay gives them back as saved.
@@ -100,7 +100,7 @@ def test_a_missing_tool_names_itself_and_how_to_add_it(shared_dir: Path) -> None
     repo, env = _repo("real_missing_tool", shared_dir)
     proxy = "http://user:pw@proxy.invalid:3128"
     env.update(HTTPS_PROXY=proxy, NO_PROXY="corp")
-    done = invoke(["act-ci"], repo, env=env)
+    done = invoke(["act-ci", "--verbose"], repo, env=env)
     assert done.returncode == 1, done.stdout[-4000:] + done.stderr
     tools = _lines(done.stdout, "tools")
     # The host's proxy (loopback kept direct for the cache server) and CA bundle, read-only.
@@ -121,7 +121,7 @@ def test_a_missing_tool_names_itself_and_how_to_add_it(shared_dir: Path) -> None
 def test_unreadable_ca_bundle_is_one_line_and_leaves_nothing(shared_dir: Path) -> None:
     repo, env = _repo("real_missing_tool", shared_dir)
     env["CIPARITY_CA_BUNDLE"] = str(shared_dir / "no.pem")
-    done = invoke(["act-ci"], repo, env=env)
+    done = invoke(["act-ci", "--verbose"], repo, env=env)
     assert done.returncode == 2, done.stdout[-3000:] + done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (

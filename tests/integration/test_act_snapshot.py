@@ -53,7 +53,7 @@ def test_the_job_sees_what_a_hosted_checkout_gives(shared_dir: Path) -> None:
     recorded = edge.git(repo, "rev-parse", "HEAD:lib")
 
     # On branch main, tracked changes uncommitted, --include-untracked, reports/ not ignored.
-    done = invoke(["act-ci", "--job", "sees", "--include-untracked"], repo, env=env)
+    done = invoke(["act-ci", "--verbose", "--job", "sees", "--include-untracked"], repo, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     seen = _seen(done.stdout, "sees")
     sha = seen[5].split("sha=")[1].split()[0]
@@ -78,7 +78,7 @@ def test_the_job_sees_what_a_hosted_checkout_gives(shared_dir: Path) -> None:
     # Detached at tag v1; the job asks for submodules, LFS and the whole history.
     edge.git(repo, "tag", "v1")
     edge.git(repo, "checkout", "-q", "--detach")
-    done = invoke(["act-ci", "--job", "sees-all"], repo, env=env)
+    done = invoke(["act-ci", "--verbose", "--job", "sees-all"], repo, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     seen = _seen(done.stdout, "sees-all")
     sha = seen[5].split("sha=")[1].split()[0]
@@ -101,7 +101,7 @@ def test_an_unborn_branch_is_refused_in_one_line(shared_dir: Path) -> None:
     repo = copy_fixture("act_snapshot", shared_dir)
     edge.git(repo, "init", "-q", "-b", "work")
     edge.git(repo, "add", "-A")
-    done = invoke(["act-ci", "--job", "sees"], repo)
+    done = invoke(["act-ci", "--verbose", "--job", "sees"], repo)
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.strip().splitlines() == [
         "ciparity: error: branch 'work' has no commit yet: a push would carry nothing"

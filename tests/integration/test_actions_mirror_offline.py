@@ -103,7 +103,7 @@ def test_sync_then_the_real_composite_runs_and_a_missing_action_is_skipped(
     assert "team/hello/greeter@v1: " in synced.stdout
     assert (shared_dir / "mirror" / "team" / "hello.git").is_dir()
 
-    done = invoke(["act-ci", "--job", "composite"], repo, env)
+    done = invoke(["act-ci", "--verbose", "--job", "composite"], repo, env)
     assert done.returncode == 0, done.stdout + done.stderr
     # Before any job starts: one line naming the missing action and the way to fetch it.
     warnings = [line for line in done.stderr.splitlines() if "not available offline" in line]
@@ -121,7 +121,7 @@ def test_sync_then_the_real_composite_runs_and_a_missing_action_is_skipped(
     assert _row(done.stdout, "composite") == f"success, 1 step skipped: {SKIPPED}"
     assert managed(repo) == [] and _leftovers(repo) == []
 
-    strict = invoke(["act-ci", "--job", "composite", "--strict"], repo, env)
+    strict = invoke(["act-ci", "--verbose", "--job", "composite", "--strict"], repo, env)
     assert strict.returncode == 1, strict.stdout + strict.stderr
     log = _job_lines(strict.stdout, "composite")
     assert f"::error title=ciparity-skip::{SKIPPED} (--strict;" in log
@@ -143,7 +143,7 @@ def test_a_javascript_action_from_the_mirror_runs_its_own_code(shared_dir: Path)
     )
     repo, env = _repo(shared_dir)
     assert invoke(["actions-sync"], repo, env).returncode == 1  # codecov: not on the remote
-    done = invoke(["act-ci", "--job", "javascript"], repo, env)
+    done = invoke(["act-ci", "--verbose", "--job", "javascript"], repo, env)
     assert done.returncode == 0, done.stdout + done.stderr
     log = _job_lines(done.stdout, "javascript")
     # act runs the action's bundled JavaScript with the image's node ...
@@ -164,7 +164,7 @@ def test_bad_mirror_input_is_one_line_and_leaves_nothing(shared_dir: Path) -> No
     mirror = shared_dir / "mirror"
 
     def fails(job: str, settings: dict[str, str], message: str) -> None:
-        done = invoke(["act-ci", "--job", job], repo, settings)
+        done = invoke(["act-ci", "--verbose", "--job", job], repo, settings)
         assert done.returncode == 2, done.stdout + done.stderr
         assert "Traceback" not in done.stderr
         assert done.stderr.strip().splitlines()[-1] == message, done.stderr

@@ -80,7 +80,7 @@ def _git_repo(path: Path) -> None:
 def test_signal_during_act_ci_leaves_nothing(signum: int, job: str, shared_dir: Path) -> None:
     repo = copy_fixture("act_slow", shared_dir)
     _git_repo(repo)
-    process = _start(["act-ci", "--job", job], repo)
+    process = _start(["act-ci", "--verbose", "--job", job], repo)
     lines: list[str] = []
     try:
         assert process.stdout is not None
@@ -126,7 +126,7 @@ def test_daemon_gone_mid_run(shared_dir: Path) -> None:
         pytest.fail(f"the socket forwarder did not start ({sock}): {proxy.stderr.read()}")
     env = invoke_env({"DOCKER_HOST": f"unix://{sock}"})
     process = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "act-ci", "--job", "sleeper-gone"],
+        [sys.executable, "-m", "invoke", "act-ci", "--verbose", "--job", "sleeper-gone"],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,
