@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 # Fixtures for every test here.
-from docker_helpers import engine, no_leftovers, shared_dir  # noqa: F401
+from docker_helpers import engine, no_leftovers, planted, shared_dir  # noqa: F401
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -246,3 +246,25 @@ def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     left = [item for place in places for item in _leftovers(place)]
     assert not left, f"left behind: {left}"
+
+
+@pytest.fixture
+def planted() -> Iterator[list[str]]:
+    """Containers a test plants by hand (see `plant`); removed whatever the test did."""
+    made: list[str] = []
+    yield made
+    if made:
+        subprocess.run(["docker", "rm", "-f", *made], capture_output=True)
+
+
+def plant(made: list[str], labels: Mapping[str, str], running: bool = True) -> str:
+    """A container carrying `labels` (ciparity.managed=1 added), running `sleep` or only
+    created; its id is appended to `made` (the `planted` fixture) and returned."""
+    argv = ["docker", "run", "-d"] if running else ["docker", "create"]
+    for key, value in {"ciparity.managed": "1", **labels}.items():
+        argv += ["--label", f"{key}={value}"]
+    ident = subprocess.run(
+        [*argv, IMAGE, "sleep", "300"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    made.append(ident)
+    return ident

@@ -6,11 +6,10 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from docker_helpers import IMAGE, copy_fixture, invoke, invoke_env, wait_for
+from docker_helpers import copy_fixture, invoke, invoke_env, plant, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -32,31 +31,14 @@ def _dead_pid() -> int:
     return int(done.stdout)
 
 
-@pytest.fixture
-def planted() -> Iterator[list[str]]:
-    """Containers a test plants by hand; removed whatever the test did."""
-    made: list[str] = []
-    yield made
-    if made:
-        subprocess.run(["docker", "rm", "-f", *made], capture_output=True)
-
-
 def _plant(made: list[str], checkout: Path, pid: int, running: bool, **extra: str) -> str:
     labels = {
-        "ciparity.managed": "1",
         "ciparity.run": "abcdefabcdef",
         "ciparity.checkout": str(checkout),
         "ciparity.owner": f"{socket.gethostname()}:{pid}",
         **extra,
     }
-    argv = ["docker", "run", "-d"] if running else ["docker", "create"]
-    for key, value in labels.items():
-        argv += ["--label", f"{key}={value}"]
-    ident = subprocess.run(
-        [*argv, IMAGE, "sleep", "300"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    made.append(ident)
-    return ident
+    return plant(made, labels, running)
 
 
 def test_clean_removes_this_checkout_s_stale_objects_only(

@@ -8,11 +8,10 @@ import os
 import secrets
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from docker_helpers import IMAGE, copy_fixture, invoke, require_python_for_others
+from docker_helpers import IMAGE, copy_fixture, invoke, plant, require_python_for_others
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -24,24 +23,8 @@ def _lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-@pytest.fixture
-def planted() -> Iterator[list[str]]:
-    made: list[str] = []
-    yield made
-    if made:
-        subprocess.run(["docker", "rm", "-f", *made], capture_output=True)
-
-
 def _plant(made: list[str], checkout: Path, **labels: str) -> str:
-    argv = ["docker", "run", "-d", "--label", "ciparity.managed=1"]
-    argv += ["--label", f"ciparity.checkout={checkout}"]
-    for key, value in labels.items():
-        argv += ["--label", f"{key}={value}"]
-    ident = subprocess.run(
-        [*argv, IMAGE, "sleep", "300"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    made.append(ident)
-    return ident
+    return plant(made, {"ciparity.checkout": str(checkout), **labels})
 
 
 def _exists(ident: str) -> bool:
